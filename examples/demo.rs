@@ -1,0 +1,93 @@
+//! The weir demo: starts the upstream servers that a config names (by default
+//! `routes.example.yaml`: a `repositories` cluster of 3 servers and a
+//! `profile` cluster of 2, with weights) and weir on that config, then prints
+//! curl and hey commands to try. Ctrl-C stops everything gracefully.
+//!
+//! ```text
+//! cargo run --release --example demo [-- CONFIG]
+//! ```
+//!
+//! Logs: `RUST_LOG` as usual; the default hides the per-request access log
+//! (`info,weir::access=off`) so that a `hey` run does not flood the terminal.
+
+#[path = "support/upstream_server.rs"]
+mod upstream_server;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,weir::access=off"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let path = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("routes.example.yaml"));
+    let config = match weir::config::load_file(&path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // One demo upstream per configured server, named by its id.
+    for group in &config.groups {
+        for server in &group.servers {
+            let addr: Option<SocketAddr> = server
+                .address
+                .as_str()
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next());
+            let Some(addr) = addr else {
+                eprintln!("cannot resolve {}", server.address);
+                return ExitCode::FAILURE;
+            };
+            if let Err(e) = upstream_server::bind(addr, &server.id).await {
+                eprintln!("cannot start upstream {} on {addr}: {e}", server.id);
+                return ExitCode::FAILURE;
+            }
+            tracing::info!(group = %group.name, server = %server.id, %addr, weight = server.weight, "demo upstream started");
+        }
+    }
+
+    let running = match weir::Proxy::new(config).start().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start weir: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let https = running.local_addr("https");
+    let http = running.local_addr("http");
+    println!();
+    println!("weir is running on {}. Try:", path.display());
+    if let Some(a) = https {
+        let port = a.port();
+        println!("  curl --cacert certs-dev/ca.crt https://localhost:{port}/repositories/42");
+        println!("  curl --http2 --cacert certs-dev/ca.crt https://localhost:{port}/profile/me -v");
+        println!("  hey -n 20000 -c 50 https://localhost:{port}/repositories/1   # hey skips certificate checks");
+    }
+    if let Some(a) = http {
+        let port = a.port();
+        println!("  curl http://localhost:{port}/profile/me");
+        println!("  curl --http2-prior-knowledge http://localhost:{port}/repositories/7");
+        println!("  curl -i http://localhost:{port}/nowhere              # 404: no route");
+        println!("  hey -n 20000 -c 50 http://localhost:{port}/repositories/1");
+    }
+    println!("Ctrl-C stops the demo.");
+    println!();
+
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("stopping");
+    running.shutdown().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,308 @@
+//! The configuration file, as written: raw serde structs that mirror the YAML
+//! of `CONFIG.md` key for key.
+//!
+//! Every struct denies unknown keys, so a typo is an error rather than a
+//! silently ignored setting. Values that need checking beyond their type
+//! (addresses, patterns, references between sections) are wrapped in
+//! [`Spanned`] so that [`validate`] can name their line and column. Defaults
+//! are documented on each field and applied in [`validate`].
+
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+pub use serde_saphyr::Spanned;
+
+pub use validate::{
+    Algorithm, Config, GroupConfig, ListenerConfig, RouteConfig, ServerConfig, Timeouts,
+};
+
+/// A key that a later version of weir implements. Accepted by the parser so
+/// that validation can answer "not supported yet" with its location, rather
+/// than ignore it.
+pub type Reserved = Option<Spanned<IgnoredAny>>;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// One or more listeners (downstream sockets).
+    pub listeners: Vec<RawListener>,
+    /// The admin listener (`/metrics`, `/status`): not supported yet.
+    #[serde(default)]
+    pub admin: Reserved,
+    /// The sticky-cookie secret: not supported yet.
+    #[serde(default)]
+    pub affinity: Reserved,
+    /// JWT verification keys: not supported yet.
+    #[serde(default)]
+    pub jwt: Reserved,
+    /// Ordered route table; the first route whose every matcher holds wins.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    /// Server groups (clusters), by name.
+    #[serde(default)]
+    pub groups: BTreeMap<String, RawGroup>,
+    /// How long a graceful shutdown waits for in-flight requests (default `30s`).
+    #[serde(default, with = "humantime_serde")]
+    pub drain_timeout: Option<Duration>,
+}
+
+/// One listener: a bound socket serving HTTP/1.1 and HTTP/2, plain or TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    /// Name used in logs and metrics (default: the address).
+    pub name: Option<String>,
+    /// `host:port`; `[::]:8443` for IPv6; port 0 binds any free port.
+    pub address: Spanned<String>,
+    /// TLS settings; absent means plain HTTP (HTTP/1.1 and h2c prior knowledge).
+    pub tls: Option<RawTls>,
+    /// Time allowed to receive a request's headers, against slowloris (default `10s`).
+    /// Also bounds the TLS handshake.
+    #[serde(default, with = "humantime_serde")]
+    pub request_header_timeout: Option<Duration>,
+    /// Largest request header section accepted, in bytes (default 65536 = 64 KiB);
+    /// larger requests get 431. Minimum 8192.
+    pub max_header_bytes: Option<Spanned<usize>>,
+    /// How long an idle keep-alive client connection is kept open (default `60s`).
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+}
+
+/// TLS termination settings of a listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Certificates; the first is the default, SNI picks among them by their SAN names.
+    pub certificates: Spanned<Vec<RawCertificate>>,
+}
+
+/// One certificate chain and its key, as PEM files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// PEM certificate chain, leaf first (relative to the config file's directory).
+    pub cert: Spanned<PathBuf>,
+    /// PEM private key: PKCS#8, PKCS#1 or SEC1.
+    pub key: Spanned<PathBuf>,
+}
+
+/// One route: matchers and the group that serves what they match.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Name used in logs and metrics (default: `route-N`, N counting from 1).
+    pub name: Option<String>,
+    /// The matchers; all must hold. Absent or empty matches every request.
+    #[serde(rename = "match", default)]
+    pub matchers: RawMatch,
+    /// The server group that serves matching requests.
+    pub group: Spanned<String>,
+}
+
+/// The matchers of a route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// Exact host or `*.example.com`; case-insensitive; the port is ignored.
+    pub host: Option<Spanned<String>>,
+    /// Segment-aware prefix: `/a` matches `/a` and `/a/b`, not `/ab`.
+    pub path_prefix: Option<Spanned<String>>,
+    /// A matchit pattern: exact, `{param}` or `{*rest}`. Not together with `path_prefix`.
+    pub path: Option<Spanned<String>>,
+    /// Allowed methods (any when absent).
+    pub methods: Option<Spanned<Vec<String>>>,
+    /// Header name → required value; `"*"` means present with any value.
+    pub headers: Option<Spanned<BTreeMap<String, String>>>,
+    /// JWT claim matchers: not supported yet.
+    #[serde(default)]
+    pub jwt_claims: Reserved,
+}
+
+/// A server group (cluster).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    /// Balancing algorithm (default `round_robin`, nginx's smooth weighted round robin).
+    pub algorithm: Option<Spanned<String>>,
+    /// Key of the `hash` algorithm: not supported yet.
+    #[serde(default)]
+    pub hash_key: Reserved,
+    /// The servers (endpoints).
+    pub servers: Spanned<Vec<RawServer>>,
+    /// Sticky-cookie affinity: not supported yet.
+    #[serde(default)]
+    pub sticky: Reserved,
+    /// Active health checks: not supported yet.
+    #[serde(default)]
+    pub health_check: Reserved,
+    /// Upstream timeouts.
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    /// Extra attempts on another server when it is safe (default 1). For now:
+    /// connect failures only.
+    pub retries: Option<Spanned<u32>>,
+    /// Upstream connection pool settings.
+    #[serde(default)]
+    pub pool: RawPool,
+}
+
+/// One server (endpoint) of a group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// `host:port`.
+    pub address: Spanned<String>,
+    /// Relative weight, 1 to 1000 (default 1). Every algorithm honors it.
+    pub weight: Option<Spanned<u32>>,
+    /// Stable id for cookies and metrics (default: the address).
+    pub id: Option<Spanned<String>>,
+}
+
+/// Upstream timeouts of a group.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// TCP connect timeout (default `3s`).
+    #[serde(default, with = "humantime_serde")]
+    pub connect: Option<Duration>,
+    /// Time from sending the request until the response headers arrive (default `60s`).
+    #[serde(default, with = "humantime_serde")]
+    pub response: Option<Duration>,
+}
+
+/// Upstream connection pool settings of a group.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    /// How long an idle pooled connection is kept (default `90s`).
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// Most idle connections kept per server (default 128).
+    pub max_idle_per_server: Option<usize>,
+}
+
+/// One configuration error, located in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// 1-based line, 0 when unknown.
+    pub line: u64,
+    /// 1-based column, 0 when unknown.
+    pub column: u64,
+    /// Dotted key path, e.g. `groups.repositories.servers[0].address`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    /// `FILE:LINE:COL: key: message`, or `FILE: message` when there is no location.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let file = self.file.display();
+        match (self.line, self.key.is_empty()) {
+            (0, true) => write!(f, "{file}: {}", self.message),
+            (0, false) => write!(f, "{file}: {}: {}", self.key, self.message),
+            (_, true) => write!(f, "{file}:{}:{}: {}", self.line, self.column, self.message),
+            (_, false) => write!(
+                f,
+                "{file}:{}:{}: {}: {}",
+                self.line, self.column, self.key, self.message
+            ),
+        }
+    }
+}
+
+/// Every error found in a config file (at least one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    /// One error per line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Largest config file accepted, in bytes (a guard against feeding weir a wrong file).
+pub const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads, parses and validates the config file at `path`.
+///
+/// Relative paths inside the file resolve against the file's directory.
+///
+/// # Errors
+/// Every problem found, each naming the file, line, column and key.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let one = |message: String| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message,
+        }])
+    };
+    let text = std::fs::read(path).map_err(|e| one(format!("cannot read: {e}")))?;
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(one(format!("file is larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    let text = String::from_utf8(text).map_err(|e| one(format!("not UTF-8: {e}")))?;
+    load_str(&text, path)
+}
+
+/// Parses and validates config `text`, reporting errors against `path` (which
+/// also anchors relative paths; it need not exist).
+///
+/// # Errors
+/// Every problem found, each naming the file, line, column and key.
+pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let raw = parse(text, path)?;
+    validate::validate(raw, path)
+}
+
+/// Parses `text` into the raw structs (YAML syntax and types only).
+///
+/// # Errors
+/// The first syntax or type error, with its line, column and key path.
+pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigErrors> {
+    let mut key = String::new();
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
+            key = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let mut message = e.without_snippet().to_string();
+        // The location is reported separately; drop serde-saphyr's own suffix.
+        if let Some(at) = message.rfind(" at line ") {
+            message.truncate(at);
+        }
+        // `Spanned<T>` adds a `.value` step to the path that the user did not write.
+        let key = key.replace(".value", "");
+        let key = if key == "." { String::new() } else { key };
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line,
+            column,
+            key,
+            message,
+        }])
+    })
+}

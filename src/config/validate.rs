@@ -1,0 +1,511 @@
+//! Raw config → runtime [`Config`]: parsed addresses, loaded certificates,
+//! compiled route matchers, route → group references checked, defaults applied.
+//!
+//! Validation collects every error it finds rather than stopping at the first,
+//! so `weir --check` shows them all at once.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::uri::Authority;
+use http::{HeaderValue, Method};
+use rustls::sign::CertifiedKey;
+use serde_saphyr::Location;
+
+use super::{ConfigError, ConfigErrors, RawConfig, RawGroup, RawListener, RawRoute, Reserved};
+use crate::listener::tls;
+use crate::route::{HeaderMatch, HostMatch, PathMatch, Route};
+
+/// Default time allowed to receive request headers (slowloris guard).
+pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default largest request header section, in bytes (64 KiB).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default keep-alive idle timeout of a client connection.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default graceful-shutdown drain timeout.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default upstream connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default time to the upstream's response headers.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default extra attempts on another server.
+pub const DEFAULT_RETRIES: u32 = 1;
+/// Default idle time of a pooled upstream connection.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Default cap of idle pooled connections per server.
+pub const DEFAULT_POOL_MAX_IDLE: usize = 128;
+/// Largest server weight accepted.
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// The validated runtime configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// Listeners, in file order.
+    pub listeners: Vec<ListenerConfig>,
+    /// Routes, in file order (first match wins).
+    pub routes: Vec<RouteConfig>,
+    /// Server groups, sorted by name; routes refer to them by index.
+    pub groups: Vec<GroupConfig>,
+    /// Graceful shutdown: how long in-flight requests may take to finish.
+    pub drain_timeout: Duration,
+}
+
+/// A validated listener.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Name for logs and metrics.
+    pub name: Arc<str>,
+    /// Address to bind.
+    pub address: SocketAddr,
+    /// Certificates when the listener terminates TLS (the first is the default).
+    pub tls: Option<Vec<Arc<CertifiedKey>>>,
+    /// Time allowed for the TLS handshake and each request's headers.
+    pub request_header_timeout: Duration,
+    /// Largest request header section, in bytes.
+    pub max_header_bytes: usize,
+    /// Keep-alive idle timeout of client connections.
+    pub idle_timeout: Duration,
+}
+
+/// A validated route (see [`Route`]).
+pub type RouteConfig = Route;
+
+/// Balancing algorithm of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Smooth weighted round robin (nginx).
+    RoundRobin,
+}
+
+/// A validated server group.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// Group name, as written under `groups:`.
+    pub name: Arc<str>,
+    /// Balancing algorithm.
+    pub algorithm: Algorithm,
+    /// Servers, in file order.
+    pub servers: Vec<ServerConfig>,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+    /// Extra attempts on another server when safe.
+    pub retries: u32,
+    /// Idle time of a pooled upstream connection.
+    pub pool_idle_timeout: Duration,
+    /// Cap of idle pooled connections per server.
+    pub pool_max_idle_per_server: usize,
+}
+
+/// A validated server (endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Stable id (cookies, metrics, state across reloads).
+    pub id: Arc<str>,
+    /// `host:port` as written.
+    pub address: Authority,
+    /// Relative weight, 1..=[`MAX_WEIGHT`].
+    pub weight: u32,
+}
+
+/// Upstream timeouts of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect timeout.
+    pub connect: Duration,
+    /// Time from sending the request until the response headers arrive.
+    pub response: Duration,
+}
+
+struct Errors<'a> {
+    file: &'a Path,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn at(&mut self, loc: Option<&Location>, key: impl Into<String>, message: impl Into<String>) {
+        let (line, column) = loc.map_or((0, 0), |l| (l.line(), l.column()));
+        self.list.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn reserved(&mut self, value: &Reserved, key: impl Into<String>) {
+        if let Some(v) = value {
+            self.at(
+                Some(&v.referenced),
+                key,
+                "not supported yet in this version of weir",
+            );
+        }
+    }
+}
+
+/// Checks `raw` and builds the runtime config. `file` anchors relative paths
+/// and names the file in errors.
+///
+/// # Errors
+/// Every problem found.
+pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
+    let mut errs = Errors {
+        file,
+        list: Vec::new(),
+    };
+    let base = file.parent().unwrap_or(Path::new("."));
+
+    errs.reserved(&raw.admin, "admin");
+    errs.reserved(&raw.affinity, "affinity");
+    errs.reserved(&raw.jwt, "jwt");
+
+    if raw.listeners.is_empty() {
+        errs.at(None, "listeners", "at least one listener is required");
+    }
+    let mut listeners = Vec::new();
+    let mut names = HashSet::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        if let Some(l) = listener(l, i, base, &mut errs) {
+            if !names.insert(l.name.clone()) {
+                errs.at(
+                    Some(&raw.listeners[i].address.referenced),
+                    format!("listeners[{i}].name"),
+                    format!("duplicate listener name {:?}", l.name),
+                );
+            }
+            listeners.push(l);
+        }
+    }
+
+    let group_index: HashMap<&str, usize> = raw
+        .groups
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let mut groups = Vec::new();
+    for (name, g) in &raw.groups {
+        if let Some(g) = group(name, g, &mut errs) {
+            groups.push(g);
+        }
+    }
+
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        if let Some(r) = route(r, i, &group_index, &mut errs) {
+            routes.push(r);
+        }
+    }
+    if raw.routes.is_empty() {
+        errs.at(None, "routes", "at least one route is required");
+    }
+
+    if !errs.list.is_empty() {
+        return Err(ConfigErrors(errs.list));
+    }
+    Ok(Config {
+        file: file.to_path_buf(),
+        listeners,
+        routes,
+        groups,
+        drain_timeout: raw.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+    })
+}
+
+fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option<ListenerConfig> {
+    let key = format!("listeners[{i}]");
+    let address = match resolve_bind_address(&l.address.value) {
+        Ok(a) => Some(a),
+        Err(m) => {
+            errs.at(Some(&l.address.referenced), format!("{key}.address"), m);
+            None
+        }
+    };
+    let max_header_bytes = match &l.max_header_bytes {
+        None => DEFAULT_MAX_HEADER_BYTES,
+        Some(v) if v.value < 8192 => {
+            errs.at(
+                Some(&v.referenced),
+                format!("{key}.max_header_bytes"),
+                "must be at least 8192",
+            );
+            DEFAULT_MAX_HEADER_BYTES
+        }
+        Some(v) => v.value,
+    };
+    let tls = l.tls.as_ref().map(|t| {
+        if t.certificates.value.is_empty() {
+            errs.at(
+                Some(&t.certificates.referenced),
+                format!("{key}.tls.certificates"),
+                "at least one certificate is required",
+            );
+        }
+        let mut keys = Vec::new();
+        for (j, c) in t.certificates.value.iter().enumerate() {
+            let cert = base.join(&c.cert.value);
+            let pkey = base.join(&c.key.value);
+            match tls::load_certified_key(&cert, &pkey) {
+                Ok(k) => keys.push(Arc::new(k)),
+                Err(tls::CertError::Cert(m)) => errs.at(
+                    Some(&c.cert.referenced),
+                    format!("{key}.tls.certificates[{j}].cert"),
+                    format!("{}: {m}", cert.display()),
+                ),
+                Err(tls::CertError::Key(m)) => errs.at(
+                    Some(&c.key.referenced),
+                    format!("{key}.tls.certificates[{j}].key"),
+                    format!("{}: {m}", pkey.display()),
+                ),
+            }
+        }
+        keys
+    });
+    let address = address?;
+    Some(ListenerConfig {
+        name: Arc::from(l.name.clone().unwrap_or_else(|| address.to_string())),
+        address,
+        tls,
+        request_header_timeout: l
+            .request_header_timeout
+            .unwrap_or(DEFAULT_REQUEST_HEADER_TIMEOUT),
+        max_header_bytes,
+        idle_timeout: l.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+    })
+}
+
+/// Parses a listener address: `ip:port`, `[v6]:port`, or `name:port` resolved now.
+fn resolve_bind_address(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not host:port"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("{s:?} is not host:port"));
+    }
+    (host, port.parse::<u16>().unwrap_or(0))
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {s:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+fn group(name: &str, g: &RawGroup, errs: &mut Errors) -> Option<GroupConfig> {
+    let key = format!("groups.{name}");
+    let before = errs.list.len();
+    let algorithm = match g.algorithm.as_ref().map(|a| (a.value.as_str(), a)) {
+        None | Some(("round_robin", _)) => Algorithm::RoundRobin,
+        Some((
+            other @ ("least_connections" | "ip_hash" | "hash" | "least_response_time"
+            | "power_of_two_choices" | "random"),
+            a,
+        )) => {
+            errs.at(
+                Some(&a.referenced),
+                format!("{key}.algorithm"),
+                format!("{other:?} is not supported yet in this version of weir"),
+            );
+            Algorithm::RoundRobin
+        }
+        Some((other, a)) => {
+            errs.at(
+                Some(&a.referenced),
+                format!("{key}.algorithm"),
+                format!(
+                    "unknown algorithm {other:?}; expected one of round_robin, least_connections, \
+                     ip_hash, hash, least_response_time, power_of_two_choices, random"
+                ),
+            );
+            Algorithm::RoundRobin
+        }
+    };
+    errs.reserved(&g.hash_key, format!("{key}.hash_key"));
+    errs.reserved(&g.sticky, format!("{key}.sticky"));
+    errs.reserved(&g.health_check, format!("{key}.health_check"));
+
+    if g.servers.value.is_empty() {
+        errs.at(
+            Some(&g.servers.referenced),
+            format!("{key}.servers"),
+            "at least one server is required",
+        );
+    }
+    let mut servers = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, s) in g.servers.value.iter().enumerate() {
+        let skey = format!("{key}.servers[{i}]");
+        let address = match parse_server_address(&s.address.value) {
+            Ok(a) => a,
+            Err(m) => {
+                errs.at(Some(&s.address.referenced), format!("{skey}.address"), m);
+                continue;
+            }
+        };
+        let weight = match &s.weight {
+            None => 1,
+            Some(w) if (1..=MAX_WEIGHT).contains(&w.value) => w.value,
+            Some(w) => {
+                errs.at(
+                    Some(&w.referenced),
+                    format!("{skey}.weight"),
+                    format!("must be between 1 and {MAX_WEIGHT}"),
+                );
+                1
+            }
+        };
+        let (id, loc) = match &s.id {
+            Some(id) if id.value.is_empty() => {
+                errs.at(Some(&id.referenced), format!("{skey}.id"), "must not be empty");
+                continue;
+            }
+            Some(id) => (id.value.clone(), &id.referenced),
+            None => (s.address.value.clone(), &s.address.referenced),
+        };
+        if !ids.insert(id.clone()) {
+            errs.at(
+                Some(loc),
+                format!("{skey}.id"),
+                format!("duplicate server id {id:?} in group {name:?}"),
+            );
+        }
+        servers.push(ServerConfig {
+            id: Arc::from(id),
+            address,
+            weight,
+        });
+    }
+
+    let retries = g.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value);
+    if let Some(r) = &g.retries {
+        if r.value > 16 {
+            errs.at(Some(&r.referenced), format!("{key}.retries"), "must be at most 16");
+        }
+    }
+    if errs.list.len() > before {
+        return None;
+    }
+    Some(GroupConfig {
+        name: Arc::from(name),
+        algorithm,
+        servers,
+        timeouts: Timeouts {
+            connect: g.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            response: g.timeouts.response.unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
+        },
+        retries,
+        pool_idle_timeout: g.pool.idle_timeout.unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
+        pool_max_idle_per_server: g.pool.max_idle_per_server.unwrap_or(DEFAULT_POOL_MAX_IDLE),
+    })
+}
+
+/// A server address must be `host:port` with an explicit port and nothing else.
+fn parse_server_address(s: &str) -> Result<Authority, String> {
+    let bad = || format!("{s:?} is not host:port");
+    let a: Authority = s.parse().map_err(|_| bad())?;
+    if a.port_u16().is_none() || a.as_str().contains('@') || a.host().is_empty() {
+        return Err(bad());
+    }
+    Ok(a)
+}
+
+fn route(
+    r: &RawRoute,
+    i: usize,
+    groups: &HashMap<&str, usize>,
+    errs: &mut Errors,
+) -> Option<RouteConfig> {
+    let key = format!("routes[{i}]");
+    let before = errs.list.len();
+    let m = &r.matchers;
+    errs.reserved(&m.jwt_claims, format!("{key}.match.jwt_claims"));
+
+    let group = groups.get(r.group.value.as_str()).copied();
+    if group.is_none() {
+        errs.at(
+            Some(&r.group.referenced),
+            format!("{key}.group"),
+            format!("no group named {:?} under groups", r.group.value),
+        );
+    }
+    let host = m.host.as_ref().and_then(|h| match HostMatch::parse(&h.value) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            errs.at(Some(&h.referenced), format!("{key}.match.host"), e);
+            None
+        }
+    });
+    let path = match (&m.path_prefix, &m.path) {
+        (Some(_), Some(p)) => {
+            errs.at(
+                Some(&p.referenced),
+                format!("{key}.match.path"),
+                "use path or path_prefix, not both",
+            );
+            PathMatch::Any
+        }
+        (Some(p), None) => PathMatch::prefix(&p.value).unwrap_or_else(|e| {
+            errs.at(Some(&p.referenced), format!("{key}.match.path_prefix"), e);
+            PathMatch::Any
+        }),
+        (None, Some(p)) => PathMatch::pattern(&p.value).unwrap_or_else(|e| {
+            errs.at(Some(&p.referenced), format!("{key}.match.path"), e);
+            PathMatch::Any
+        }),
+        (None, None) => PathMatch::Any,
+    };
+    let mut methods = Vec::new();
+    if let Some(ms) = &m.methods {
+        for (j, name) in ms.value.iter().enumerate() {
+            match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                Ok(method) => methods.push(method),
+                Err(_) => errs.at(
+                    Some(&ms.referenced),
+                    format!("{key}.match.methods[{j}]"),
+                    format!("{name:?} is not an HTTP method"),
+                ),
+            }
+        }
+    }
+    let mut headers = Vec::new();
+    if let Some(hs) = &m.headers {
+        for (name, value) in &hs.value {
+            let hkey = format!("{key}.match.headers.{name}");
+            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+                errs.at(Some(&hs.referenced), hkey, "not a valid header name");
+                continue;
+            };
+            let matcher = if value == "*" {
+                HeaderMatch::Present
+            } else {
+                match HeaderValue::from_str(value) {
+                    Ok(v) => HeaderMatch::Exact(v),
+                    Err(_) => {
+                        errs.at(Some(&hs.referenced), hkey, "not a valid header value");
+                        continue;
+                    }
+                }
+            };
+            headers.push((name, matcher));
+        }
+    }
+    if errs.list.len() > before {
+        return None;
+    }
+    Some(Route {
+        name: Arc::from(r.name.clone().unwrap_or_else(|| format!("route-{}", i + 1))),
+        host,
+        path,
+        methods,
+        headers,
+        group: group?,
+    })
+}

@@ -1,0 +1,121 @@
+//! TLS termination: certificate loading, the SNI resolver and the rustls
+//! server config (TLS 1.2 and 1.3 only; ALPN `h2` and `http/1.1`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why a certificate pair could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertError {
+    /// The certificate file is missing, unreadable or not PEM certificates.
+    Cert(String),
+    /// The key file is missing, unreadable, not a supported PEM key, or does
+    /// not match the certificate.
+    Key(String),
+}
+
+/// Loads a PEM certificate chain (leaf first) and its PEM private key
+/// (PKCS#8, PKCS#1 or SEC1) with the default crypto provider (aws-lc-rs).
+///
+/// # Errors
+/// [`CertError`] naming which file is at fault.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| CertError::Cert(format!("cannot read certificates: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| CertError::Cert(format!("invalid PEM certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(CertError::Cert("no CERTIFICATE block in the file".into()));
+    }
+    webpki::EndEntityCert::try_from(&chain[0])
+        .map_err(|e| CertError::Cert(format!("invalid certificate: {e}")))?;
+    let der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| CertError::Key(format!("cannot read private key: {e}")))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    CertifiedKey::from_der(chain, der, &provider)
+        .map_err(|e| CertError::Key(format!("unusable private key: {e}")))
+}
+
+/// Picks a certificate by the SNI name of the ClientHello, matched against the
+/// DNS names of each certificate's subjectAltName (exact names first, then
+/// wildcards, then the first certificate as the default).
+#[derive(Debug)]
+pub struct SniResolver {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: Vec<(String, Arc<CertifiedKey>)>,
+    default: Arc<CertifiedKey>,
+}
+
+impl SniResolver {
+    /// A resolver over `keys`; the first is the default. `keys` must not be empty.
+    pub fn new(keys: &[Arc<CertifiedKey>]) -> Option<Self> {
+        let default = keys.first()?.clone();
+        let mut exact = HashMap::new();
+        let mut wildcard = Vec::new();
+        for key in keys {
+            let Some(leaf) = key.cert.first() else { continue };
+            let Ok(ee) = webpki::EndEntityCert::try_from(leaf) else { continue };
+            for name in ee.valid_dns_names() {
+                let name = name.to_ascii_lowercase();
+                if let Some(suffix) = name.strip_prefix("*.") {
+                    wildcard.push((format!(".{suffix}"), key.clone()));
+                } else {
+                    exact.entry(name).or_insert_with(|| key.clone());
+                }
+            }
+        }
+        Some(SniResolver {
+            exact,
+            wildcard,
+            default,
+        })
+    }
+
+    /// The certificate for `server_name` (or the default).
+    pub fn pick(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
+        if let Some(name) = server_name {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if let Some(k) = self.exact.get(&name) {
+                return k.clone();
+            }
+            for (suffix, k) in &self.wildcard {
+                // A wildcard covers exactly one label (RFC 6125 §6.4.3).
+                if let Some(label) = name.strip_suffix(suffix.as_str()) {
+                    if !label.is_empty() && !label.contains('.') {
+                        return k.clone();
+                    }
+                }
+            }
+        }
+        self.default.clone()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.pick(hello.server_name()))
+    }
+}
+
+/// The rustls server config of a TLS listener with `keys`.
+///
+/// # Errors
+/// When `keys` is empty or the protocol versions are not supported by the provider.
+pub fn server_config(keys: &[Arc<CertifiedKey>]) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let resolver = SniResolver::new(keys)
+        .ok_or_else(|| rustls::Error::General("no certificate configured".into()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,238 @@
+//! Body types on both sides of the proxy. Bodies stream frame by frame; no
+//! body is ever buffered whole.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::access_log::AccessRecord;
+use crate::listener::RequestGuard;
+use crate::upstream::InFlightGuard;
+
+/// Error type of the bodies weir sends.
+pub type BodyError = hyper::Error;
+
+/// A downstream request body that can be sent again to another server as long
+/// as no byte of it was read: the body waits in a slot until the first attempt
+/// polls it. When a connect fails the slot still holds it, and the retry takes it.
+#[derive(Debug, Clone)]
+pub struct BodySlot {
+    slot: Arc<Mutex<Option<Incoming>>>,
+    hint: SizeHint,
+}
+
+impl BodySlot {
+    /// Parks `body` until an attempt reads it.
+    pub fn new(body: Incoming) -> Self {
+        let hint = body.size_hint();
+        BodySlot {
+            slot: Arc::new(Mutex::new(Some(body))),
+            hint,
+        }
+    }
+
+    /// True while no attempt has started reading the body.
+    pub fn is_untouched(&self) -> bool {
+        self.slot
+            .lock()
+            .map(|s| s.is_some())
+            .unwrap_or(false)
+    }
+
+    /// A body for the next attempt.
+    pub fn body(&self) -> UpstreamBody {
+        UpstreamBody::Slot {
+            slot: self.clone(),
+            taken: None,
+        }
+    }
+}
+
+/// The body of a request sent upstream.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// No body (most GET/HEAD requests); can be sent any number of times.
+    Empty,
+    /// The downstream body, taken from its [`BodySlot`] on first poll.
+    Slot {
+        /// Where the body waits.
+        slot: BodySlot,
+        /// The body once taken.
+        taken: Option<Incoming>,
+    },
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            UpstreamBody::Empty => Poll::Ready(None),
+            UpstreamBody::Slot { slot, taken } => {
+                if taken.is_none() {
+                    *taken = slot.slot.lock().ok().and_then(|mut s| s.take());
+                }
+                match taken {
+                    Some(body) => Pin::new(body).poll_frame(cx),
+                    // Another attempt already consumed the body: end here; the
+                    // retry logic never lets this happen.
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Empty => true,
+            UpstreamBody::Slot { taken: Some(b), .. } => b.is_end_stream(),
+            UpstreamBody::Slot { slot, .. } => slot.hint.upper() == Some(0),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Slot { taken: Some(b), .. } => b.size_hint(),
+            UpstreamBody::Slot { slot, .. } => slot.hint.clone(),
+        }
+    }
+}
+
+/// The body of a response sent downstream: the upstream's body streamed
+/// through, or a short body weir wrote itself (errors).
+///
+/// Holds the server's in-flight guard and the access-log record, so the
+/// in-flight count drops and the access line is written when the body ends or
+/// the client goes away.
+#[derive(Debug)]
+pub struct ProxyBody {
+    kind: Kind,
+    guard: Option<InFlightGuard>,
+    request: Option<RequestGuard>,
+    record: Option<Box<AccessRecord>>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    /// Streams an upstream body.
+    pub fn upstream(body: Incoming, guard: InFlightGuard, record: Option<Box<AccessRecord>>) -> Self {
+        ProxyBody {
+            kind: Kind::Upstream(body),
+            guard: Some(guard),
+            request: None,
+            record,
+        }
+    }
+
+    /// A complete body written by weir.
+    pub fn full(bytes: impl Into<Bytes>, record: Option<Box<AccessRecord>>) -> Self {
+        ProxyBody {
+            kind: Kind::Full(Some(bytes.into())),
+            guard: None,
+            request: None,
+            record,
+        }
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        ProxyBody {
+            kind: Kind::Full(None),
+            guard: None,
+            request: None,
+            record: None,
+        }
+    }
+
+    /// Sets the status the access log records.
+    pub fn set_status(&mut self, status: http::StatusCode) {
+        if let Some(r) = &mut self.record {
+            r.status = status.as_u16();
+        }
+    }
+
+    /// Ties the downstream connection's request count to this body.
+    pub fn set_request_guard(&mut self, guard: RequestGuard) {
+        self.request = Some(guard);
+    }
+
+    fn finish(&mut self) {
+        self.guard.take();
+        self.request.take();
+        if let Some(r) = self.record.take() {
+            r.emit();
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(r)) = (frame.data_ref(), &mut this.record) {
+                    r.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.finish(),
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(r) = &mut this.record {
+                    r.aborted = true;
+                }
+                this.finish();
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(b) => b.is_none(),
+            Kind::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Upstream(b) => b.size_hint(),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        let ended = Body::is_end_stream(&*self);
+        if let Some(r) = &mut self.record {
+            r.aborted |= !ended;
+        }
+        self.finish();
+    }
+}
+

@@ -1,0 +1,226 @@
+//! Proxy header handling (RFC 9110 §7.6): hop-by-hop fields removed, `Via`
+//! added, `X-Forwarded-For/Proto/Host` and `Forwarded` (RFC 7239) set.
+//!
+//! The client's `Host` is kept. Work per request is a few map operations; the
+//! per-connection parts (client address) are formatted once per connection.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Version};
+
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `Keep-Alive` (RFC 9112 Appendix C.2.2; hop-by-hop).
+pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// `Proxy-Connection` (non-standard, hop-by-hop).
+pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The fixed hop-by-hop fields (RFC 9110 §7.6.1), removed in both directions.
+fn hop_by_hop() -> [&'static HeaderName; 7] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+}
+
+/// What the proxy knows about one downstream connection, formatted once.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The client address as an `X-Forwarded-For` element.
+    pub xff: HeaderValue,
+    /// The `for=` and `proto=` pairs of a `Forwarded` element (RFC 7239 §4).
+    pub forwarded_prefix: String,
+    /// `http` or `https`.
+    pub proto: &'static str,
+}
+
+impl ClientInfo {
+    /// Formats the client address `ip` for a connection over `tls` or not.
+    pub fn new(ip: IpAddr, tls: bool) -> Self {
+        let proto = if tls { "https" } else { "http" };
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let node = match ip {
+            // RFC 7239 §6: IPv6 addresses are bracketed and quoted.
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+            IpAddr::V4(v4) => v4.to_string(),
+        };
+        ClientInfo {
+            xff: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            forwarded_prefix: format!("for={node};proto={proto}"),
+            proto,
+        }
+    }
+}
+
+/// Removes the hop-by-hop fields: those named in `Connection` and the fixed list.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+        for value in &named {
+            let Ok(list) = value.to_str() else { continue };
+            for token in list.split(',') {
+                let token = token.trim();
+                if token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in hop_by_hop() {
+        headers.remove(name);
+    }
+}
+
+fn via_value(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
+        Version::HTTP_09 => "0.9 weir",
+        Version::HTTP_10 => "1.0 weir",
+        Version::HTTP_2 => "2.0 weir",
+        Version::HTTP_3 => "3.0 weir",
+        _ => "1.1 weir",
+    })
+}
+
+/// Rewrites a request's headers for the upstream.
+///
+/// `version` is the downstream protocol (for `Via`); `host` is the request's
+/// host as received (`Host` or HTTP/2 `:authority`), set as `Host` when the
+/// request had no `Host` field (HTTP/2) and as `X-Forwarded-Host`.
+pub fn rewrite_request(
+    headers: &mut HeaderMap,
+    client: &ClientInfo,
+    version: Version,
+    host: Option<&HeaderValue>,
+) {
+    remove_hop_by_hop(headers);
+    // weir answers `Expect: 100-continue` itself when it starts reading the body.
+    headers.remove(header::EXPECT);
+    headers.append(header::VIA, via_value(version));
+
+    // X-Forwarded-For: the list so far plus this client.
+    if headers.contains_key(&X_FORWARDED_FOR) {
+        let mut list = Vec::with_capacity(64);
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            if !list.is_empty() {
+                list.extend_from_slice(b", ");
+            }
+            list.extend_from_slice(v.as_bytes());
+        }
+        list.extend_from_slice(b", ");
+        list.extend_from_slice(client.xff.as_bytes());
+        if let Ok(v) = HeaderValue::from_bytes(&list) {
+            headers.insert(&X_FORWARDED_FOR, v);
+        }
+    } else {
+        headers.insert(&X_FORWARDED_FOR, client.xff.clone());
+    }
+    headers.insert(
+        &X_FORWARDED_PROTO,
+        HeaderValue::from_static(client.proto),
+    );
+
+    // Forwarded (RFC 7239): append this hop's element.
+    let mut element = String::with_capacity(client.forwarded_prefix.len() + 32);
+    element.push_str(&client.forwarded_prefix);
+    if let Some(h) = host.and_then(|h| h.to_str().ok()) {
+        element.push_str(";host=");
+        if h.bytes().all(is_tchar) {
+            element.push_str(h);
+        } else {
+            element.push('"');
+            for c in h.chars() {
+                if c == '"' || c == '\\' {
+                    element.push('\\');
+                }
+                element.push(c);
+            }
+            element.push('"');
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&element) {
+        headers.append(header::FORWARDED, v);
+    }
+
+    match host {
+        Some(h) => {
+            headers.insert(&X_FORWARDED_HOST, h.clone());
+            if !headers.contains_key(header::HOST) {
+                headers.insert(header::HOST, h.clone());
+            }
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+    }
+}
+
+/// Rewrites a response's headers for the client: hop-by-hop fields removed,
+/// `Via` added with the upstream's protocol version.
+pub fn rewrite_response(headers: &mut HeaderMap, upstream_version: Version) {
+    remove_hop_by_hop(headers);
+    headers.append(header::VIA, via_value(upstream_version));
+}
+
+/// RFC 9110 §5.6.2 token character.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_fields_go() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret, close"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn forwarding_headers() {
+        let client = ClientInfo::new("10.1.2.3".parse().unwrap(), true);
+        let mut h = HeaderMap::new();
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("spoofed"));
+        let host = HeaderValue::from_static("example.com:8443");
+        rewrite_request(&mut h, &client, Version::HTTP_2, Some(&host));
+        assert_eq!(h[&X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, 10.1.2.3");
+        assert_eq!(h[&X_FORWARDED_PROTO], "https");
+        assert_eq!(h[&X_FORWARDED_HOST], "example.com:8443");
+        assert_eq!(h[header::HOST], "example.com:8443");
+        assert_eq!(h[header::VIA], "2.0 weir");
+        assert_eq!(
+            h[header::FORWARDED],
+            "for=10.1.2.3;proto=https;host=\"example.com:8443\""
+        );
+        let v6 = ClientInfo::new("::1".parse().unwrap(), false);
+        assert_eq!(v6.forwarded_prefix, "for=\"[::1]\";proto=http");
+    }
+}

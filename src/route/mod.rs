@@ -1,0 +1,263 @@
+//! The route table: an ordered list of routes, first match wins.
+//!
+//! Built once per config and shared read-only by every connection; a lookup
+//! takes no lock and allocates only when the request path needs normalizing
+//! (see [`path::normalize`]).
+
+pub mod path;
+
+use std::sync::Arc;
+
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue, Method};
+
+/// Host matcher: exact name or a `*.suffix` wildcard; case-insensitive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// Exactly this host (stored lower-case).
+    Exact(Box<str>),
+    /// Any host ending in this suffix, which starts with `.` (stored lower-case).
+    /// `*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`.
+    Wildcard(Box<str>),
+}
+
+impl HostMatch {
+    /// Parses `example.com` or `*.example.com`.
+    ///
+    /// # Errors
+    /// Empty names, a port, or a `*` anywhere but the first label.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim_end_matches('.').to_ascii_lowercase();
+        if s.is_empty() {
+            return Err("host must not be empty".into());
+        }
+        if let Some(rest) = s.strip_prefix("*.") {
+            if rest.is_empty() || rest.contains('*') {
+                return Err(format!("{s:?}: a wildcard host is \"*.example.com\""));
+            }
+            return Ok(HostMatch::Wildcard(format!(".{rest}").into()));
+        }
+        if s.contains('*') {
+            return Err(format!("{s:?}: a wildcard host is \"*.example.com\""));
+        }
+        if s.contains('/') || (s.contains(':') && !s.starts_with('[')) {
+            return Err(format!("{s:?}: host only, without scheme or port"));
+        }
+        Ok(HostMatch::Exact(s.into()))
+    }
+
+    /// True when `host` (without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        match self {
+            HostMatch::Exact(h) => host.eq_ignore_ascii_case(h),
+            HostMatch::Wildcard(suffix) => {
+                host.len() > suffix.len()
+                    && host.is_char_boundary(host.len() - suffix.len())
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        }
+    }
+}
+
+/// Path matcher.
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// Every path.
+    Any,
+    /// Segment-aware prefix without trailing `/` (except the root): `/a`
+    /// matches `/a`, `/a/` and `/a/b`, not `/ab`.
+    Prefix(Box<str>),
+    /// A matchit pattern (`/users/{id}`, `/static/{*rest}`).
+    Pattern(Box<matchit::Router<()>>),
+}
+
+impl PathMatch {
+    /// A segment-aware prefix matcher.
+    ///
+    /// # Errors
+    /// When the prefix does not start with `/`.
+    pub fn prefix(p: &str) -> Result<Self, String> {
+        if !p.starts_with('/') {
+            return Err(format!("{p:?} must start with /"));
+        }
+        let p = path::normalize(p);
+        let p = p.trim_end_matches('/');
+        if p.is_empty() {
+            return Ok(PathMatch::Any);
+        }
+        Ok(PathMatch::Prefix(p.into()))
+    }
+
+    /// A matchit pattern matcher.
+    ///
+    /// # Errors
+    /// When the pattern does not start with `/` or matchit rejects it.
+    pub fn pattern(p: &str) -> Result<Self, String> {
+        if !p.starts_with('/') {
+            return Err(format!("{p:?} must start with /"));
+        }
+        let mut router = matchit::Router::new();
+        router
+            .insert(p, ())
+            .map_err(|e| format!("invalid path pattern {p:?}: {e}"))?;
+        Ok(PathMatch::Pattern(Box::new(router)))
+    }
+
+    /// True when the normalized `path` matches.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Prefix(prefix) => {
+                path.starts_with(&**prefix)
+                    && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+            }
+            PathMatch::Pattern(router) => router.at(path).is_ok(),
+        }
+    }
+}
+
+/// Header matcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderMatch {
+    /// The header is present, with any value.
+    Present,
+    /// One of the header's values equals this (byte for byte).
+    Exact(HeaderValue),
+}
+
+/// One route of the table.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Name for logs and metrics.
+    pub name: Arc<str>,
+    /// Host matcher (any host when `None`).
+    pub host: Option<HostMatch>,
+    /// Path matcher.
+    pub path: PathMatch,
+    /// Allowed methods (any when empty).
+    pub methods: Vec<Method>,
+    /// Header matchers; all must hold.
+    pub headers: Vec<(HeaderName, HeaderMatch)>,
+    /// Index of the server group in the config's `groups`.
+    pub group: usize,
+}
+
+/// What a lookup looks at in a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// Host without port (from `Host`, or the `:authority` of HTTP/2), if any.
+    pub host: Option<&'a str>,
+    /// The path, already [normalized](path::normalize).
+    pub path: &'a str,
+    /// The method.
+    pub method: &'a Method,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+}
+
+impl Route {
+    /// True when every matcher of the route holds for `req`.
+    pub fn matches(&self, req: &RequestView<'_>) -> bool {
+        if let Some(h) = &self.host {
+            match req.host {
+                Some(host) if h.matches(host) => {}
+                _ => return false,
+            }
+        }
+        if !self.methods.is_empty() && !self.methods.contains(req.method) {
+            return false;
+        }
+        if !self.path.matches(req.path) {
+            return false;
+        }
+        self.headers.iter().all(|(name, m)| match m {
+            HeaderMatch::Present => req.headers.contains_key(name),
+            HeaderMatch::Exact(v) => req.headers.get_all(name).iter().any(|x| x == v),
+        })
+    }
+}
+
+/// The ordered route table; immutable once built.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// A table of `routes`, tried in order.
+    pub fn new(routes: Vec<Route>) -> Self {
+        RouteTable { routes }
+    }
+
+    /// The first route that matches `req`.
+    pub fn lookup(&self, req: &RequestView<'_>) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matches(req))
+    }
+
+    /// The routes, in order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+}
+
+/// Strips the port from a `Host` value: `example.com:8080` → `example.com`,
+/// `[::1]:8080` → `[::1]`.
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_matching() {
+        let exact = HostMatch::parse("API.example.com").unwrap();
+        assert!(exact.matches("api.example.com"));
+        assert!(exact.matches("Api.Example.Com."));
+        assert!(!exact.matches("xapi.example.com"));
+        let wild = HostMatch::parse("*.example.com").unwrap();
+        assert!(wild.matches("a.example.com"));
+        assert!(wild.matches("a.b.EXAMPLE.com"));
+        assert!(!wild.matches("example.com"));
+        assert!(!wild.matches("aexample.com"));
+        assert!(HostMatch::parse("a.*.com").is_err());
+        assert!(HostMatch::parse("a.com:80").is_err());
+        assert_eq!(host_without_port("a.com:8080"), "a.com");
+        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
+        assert_eq!(host_without_port("a.com"), "a.com");
+    }
+
+    #[test]
+    fn prefix_is_segment_aware() {
+        let p = PathMatch::prefix("/repositories/").unwrap();
+        assert!(p.matches("/repositories"));
+        assert!(p.matches("/repositories/"));
+        assert!(p.matches("/repositories/1"));
+        assert!(!p.matches("/repositoriesx"));
+        assert!(!p.matches("/repo"));
+        assert!(matches!(PathMatch::prefix("/").unwrap(), PathMatch::Any));
+        assert!(PathMatch::prefix("x").is_err());
+    }
+
+    #[test]
+    fn pattern_matching() {
+        let p = PathMatch::pattern("/users/{id}").unwrap();
+        assert!(p.matches("/users/42"));
+        assert!(!p.matches("/users/42/x"));
+        assert!(!p.matches("/users"));
+        let p = PathMatch::pattern("/static/{*rest}").unwrap();
+        assert!(p.matches("/static/a/b.css"));
+        assert!(PathMatch::pattern("/a/{").is_err());
+    }
+}

@@ -1,0 +1,7 @@
+//! Server groups (clusters), their servers and their live state.
+
+pub mod group;
+pub mod server;
+
+pub use group::{ServerGroup, StateRegistry};
+pub use server::{InFlightGuard, Server, ServerState};
