@@ -100,7 +100,10 @@ impl ProxyError {
     }
 
     /// An error of `kind` caused by `cause`.
-    pub fn with_cause(kind: ErrorKind, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub fn with_cause(
+        kind: ErrorKind,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         ProxyError {
             kind,
             retryable: false,

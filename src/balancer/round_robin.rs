@@ -33,7 +33,11 @@ enum Order {
     Sequence(Vec<u32>),
     /// Prefix sums of the weights; position `k * stride mod total` picks the
     /// server whose weight range holds it (`stride` coprime with `total`).
-    Stride { ends: Vec<u64>, total: u64, stride: u64 },
+    Stride {
+        ends: Vec<u64>,
+        total: u64,
+        stride: u64,
+    },
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -87,13 +91,21 @@ impl SmoothWeighted {
         while gcd(stride, total) != 1 {
             stride += 1;
         }
-        Order::Stride { ends, total, stride }
+        Order::Stride {
+            ends,
+            total,
+            stride,
+        }
     }
 
     fn at(&self, k: usize) -> usize {
         match &self.order {
             Order::Sequence(seq) => seq[k % seq.len()] as usize,
-            Order::Stride { ends, total, stride } => {
+            Order::Stride {
+                ends,
+                total,
+                stride,
+            } => {
                 let pos = ((k as u64 % total) * stride) % total;
                 ends.partition_point(|&e| e <= pos)
             }
@@ -156,7 +168,11 @@ mod tests {
         let weights: Vec<u64> = (0..5000).map(|i| if i == 0 { 1000 } else { 997 }).collect();
         let order = SmoothWeighted::order(&weights);
         assert!(matches!(order, Order::Stride { .. }));
-        let b = SmoothWeighted { next: AtomicUsize::new(0), order, n: weights.len() };
+        let b = SmoothWeighted {
+            next: AtomicUsize::new(0),
+            order,
+            n: weights.len(),
+        };
         let total: u64 = weights.iter().sum();
         let mut count0 = 0;
         for k in 0..total as usize {

@@ -305,8 +305,12 @@ fn group(name: &str, g: &RawGroup, errs: &mut Errors) -> Option<GroupConfig> {
     let algorithm = match g.algorithm.as_ref().map(|a| (a.value.as_str(), a)) {
         None | Some(("round_robin", _)) => Algorithm::RoundRobin,
         Some((
-            other @ ("least_connections" | "ip_hash" | "hash" | "least_response_time"
-            | "power_of_two_choices" | "random"),
+            other @ ("least_connections"
+            | "ip_hash"
+            | "hash"
+            | "least_response_time"
+            | "power_of_two_choices"
+            | "random"),
             a,
         )) => {
             errs.at(
@@ -364,7 +368,11 @@ fn group(name: &str, g: &RawGroup, errs: &mut Errors) -> Option<GroupConfig> {
         };
         let (id, loc) = match &s.id {
             Some(id) if id.value.is_empty() => {
-                errs.at(Some(&id.referenced), format!("{skey}.id"), "must not be empty");
+                errs.at(
+                    Some(&id.referenced),
+                    format!("{skey}.id"),
+                    "must not be empty",
+                );
                 continue;
             }
             Some(id) => (id.value.clone(), &id.referenced),
@@ -387,7 +395,11 @@ fn group(name: &str, g: &RawGroup, errs: &mut Errors) -> Option<GroupConfig> {
     let retries = g.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value);
     if let Some(r) = &g.retries {
         if r.value > 16 {
-            errs.at(Some(&r.referenced), format!("{key}.retries"), "must be at most 16");
+            errs.at(
+                Some(&r.referenced),
+                format!("{key}.retries"),
+                "must be at most 16",
+            );
         }
     }
     if errs.list.len() > before {
@@ -436,13 +448,16 @@ fn route(
             format!("no group named {:?} under groups", r.group.value),
         );
     }
-    let host = m.host.as_ref().and_then(|h| match HostMatch::parse(&h.value) {
-        Ok(h) => Some(h),
-        Err(e) => {
-            errs.at(Some(&h.referenced), format!("{key}.match.host"), e);
-            None
-        }
-    });
+    let host = m
+        .host
+        .as_ref()
+        .and_then(|h| match HostMatch::parse(&h.value) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                errs.at(Some(&h.referenced), format!("{key}.match.host"), e);
+                None
+            }
+        });
     let path = match (&m.path_prefix, &m.path) {
         (Some(_), Some(p)) => {
             errs.at(

@@ -128,7 +128,11 @@ impl AsyncRead for ActivityIo {
 }
 
 impl AsyncWrite for ActivityIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(_)) = res {
             self.activity.on_write();
@@ -186,7 +190,13 @@ impl Listener {
     /// When the address cannot be bound or the TLS config cannot be built.
     pub async fn bind(config: &ListenerConfig) -> io::Result<Self> {
         let tcp = TcpListener::bind(config.address).await.map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot bind listener {} on {}: {e}", config.name, config.address))
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot bind listener {} on {}: {e}",
+                    config.name, config.address
+                ),
+            )
         })?;
         let tls = match &config.tls {
             Some(keys) => Some(TlsAcceptor::from(
@@ -273,14 +283,18 @@ impl Listener {
             activity: Arc::clone(&activity),
         });
         match &self.tls {
-            None => self.serve_http(io, activity, downstream, snapshot, shutdown).await,
+            None => {
+                self.serve_http(io, activity, downstream, snapshot, shutdown)
+                    .await
+            }
             Some(acceptor) => {
-                let handshake = tokio::time::timeout(
-                    self.config.request_header_timeout,
-                    acceptor.accept(io),
-                );
+                let handshake =
+                    tokio::time::timeout(self.config.request_header_timeout, acceptor.accept(io));
                 match handshake.await {
-                    Ok(Ok(tls)) => self.serve_http(tls, activity, downstream, snapshot, shutdown).await,
+                    Ok(Ok(tls)) => {
+                        self.serve_http(tls, activity, downstream, snapshot, shutdown)
+                            .await
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(listener = %self.config.name, client = %peer, error = %e, "TLS handshake failed");
                     }

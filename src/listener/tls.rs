@@ -60,8 +60,12 @@ impl SniResolver {
         let mut exact = HashMap::new();
         let mut wildcard = Vec::new();
         for key in keys {
-            let Some(leaf) = key.cert.first() else { continue };
-            let Ok(ee) = webpki::EndEntityCert::try_from(leaf) else { continue };
+            let Some(leaf) = key.cert.first() else {
+                continue;
+            };
+            let Ok(ee) = webpki::EndEntityCert::try_from(leaf) else {
+                continue;
+            };
             for name in ee.valid_dns_names() {
                 let name = name.to_ascii_lowercase();
                 if let Some(suffix) = name.strip_prefix("*.") {

@@ -37,10 +37,7 @@ impl BodySlot {
 
     /// True while no attempt has started reading the body.
     pub fn is_untouched(&self) -> bool {
-        self.slot
-            .lock()
-            .map(|s| s.is_some())
-            .unwrap_or(false)
+        self.slot.lock().map(|s| s.is_some()).unwrap_or(false)
     }
 
     /// A body for the next attempt.
@@ -129,7 +126,11 @@ enum Kind {
 
 impl ProxyBody {
     /// Streams an upstream body.
-    pub fn upstream(body: Incoming, guard: InFlightGuard, record: Option<Box<AccessRecord>>) -> Self {
+    pub fn upstream(
+        body: Incoming,
+        guard: InFlightGuard,
+        record: Option<Box<AccessRecord>>,
+    ) -> Self {
         ProxyBody {
             kind: Kind::Upstream(body),
             guard: Some(guard),
@@ -235,4 +236,3 @@ impl Drop for ProxyBody {
         self.finish();
     }
 }
-

@@ -69,7 +69,11 @@ impl ClientInfo {
 /// Removes the hop-by-hop fields: those named in `Connection` and the fixed list.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+        let named: Vec<HeaderValue> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .cloned()
+            .collect();
         for value in &named {
             let Ok(list) = value.to_str() else { continue };
             for token in list.split(',') {
@@ -131,10 +135,7 @@ pub fn rewrite_request(
     } else {
         headers.insert(&X_FORWARDED_FOR, client.xff.clone());
     }
-    headers.insert(
-        &X_FORWARDED_PROTO,
-        HeaderValue::from_static(client.proto),
-    );
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
 
     // Forwarded (RFC 7239): append this hop's element.
     let mut element = String::with_capacity(client.forwarded_prefix.len() + 32);
@@ -190,7 +191,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named_fields_go() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret, close"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret, close"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));

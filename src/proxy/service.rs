@@ -48,7 +48,11 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn proxy(snapshot: &Snapshot, conn: &Downstream, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn proxy(
+    snapshot: &Snapshot,
+    conn: &Downstream,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let start = Instant::now();
     let mut record = access_log::enabled().then(|| {
         Box::new(AccessRecord {
@@ -103,7 +107,12 @@ async fn proxy(snapshot: &Snapshot, conn: &Downstream, req: Request<Incoming>) -
     let (mut parts, body) = req.into_parts();
     let ctx_uri = parts.uri.clone();
     let slot = (!http_body::Body::is_end_stream(&body)).then(|| BodySlot::new(body));
-    headers::rewrite_request(&mut parts.headers, &conn.client, parts.version, host.as_ref());
+    headers::rewrite_request(
+        &mut parts.headers,
+        &conn.client,
+        parts.version,
+        host.as_ref(),
+    );
 
     let mut excluded = Excluded::default();
     let mut attempts_left = group.retries;
@@ -132,7 +141,8 @@ async fn proxy(snapshot: &Snapshot, conn: &Downstream, req: Request<Incoming>) -
                 return error_response(StatusCode::BAD_REQUEST, record);
             }
         };
-        let mut upstream_req = Request::new(slot.as_ref().map_or(UpstreamBody::Empty, BodySlot::body));
+        let mut upstream_req =
+            Request::new(slot.as_ref().map_or(UpstreamBody::Empty, BodySlot::body));
         *upstream_req.method_mut() = parts.method.clone();
         *upstream_req.uri_mut() = uri;
         *upstream_req.version_mut() = Version::HTTP_11;
@@ -178,7 +188,10 @@ async fn proxy(snapshot: &Snapshot, conn: &Downstream, req: Request<Incoming>) -
 }
 
 /// A short plain-text error response (`502 Bad Gateway\n`).
-pub fn error_response(status: StatusCode, record: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
+pub fn error_response(
+    status: StatusCode,
+    record: Option<Box<AccessRecord>>,
+) -> Response<ProxyBody> {
     let text = format!(
         "{} {}\n",
         status.as_u16(),
@@ -189,7 +202,10 @@ pub fn error_response(status: StatusCode, record: Option<Box<AccessRecord>>) -> 
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if status == StatusCode::SERVICE_UNAVAILABLE {
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -102,7 +102,8 @@ fn utf8_len(first: u8) -> usize {
 }
 
 fn remove_dot_segments(p: &str) -> String {
-    let trailing = p.ends_with('/') || p.ends_with("/.") || p.ends_with("/..") || p == "." || p == "..";
+    let trailing =
+        p.ends_with('/') || p.ends_with("/.") || p.ends_with("/..") || p == "." || p == "..";
     let mut segments: Vec<&str> = Vec::new();
     for seg in p.split('/') {
         match seg {

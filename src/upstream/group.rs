@@ -23,9 +23,7 @@ impl StateRegistry {
     /// The state of server `id` of `group`, created when new.
     pub fn state(&self, group: &Arc<str>, id: &Arc<str>) -> Arc<ServerState> {
         let mut map = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry((group.clone(), id.clone()))
-            .or_default()
-            .clone()
+        map.entry((group.clone(), id.clone())).or_default().clone()
     }
 
     /// Forgets servers that no longer appear in any group (`keep` says which stay).

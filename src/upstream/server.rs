@@ -102,7 +102,10 @@ impl Server {
 
     /// The absolute URI for `path_and_query` on this server (the upstream
     /// client needs scheme and authority to pick its pooled connection).
-    pub fn uri(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Result<Uri, http::Error> {
+    pub fn uri(
+        &self,
+        path_and_query: Option<&http::uri::PathAndQuery>,
+    ) -> Result<Uri, http::Error> {
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(Scheme::HTTP);
         parts.authority = Some(self.address.clone());

@@ -1,0 +1,309 @@
+//! Test support: real upstream servers on 127.0.0.1 port 0, weir started
+//! in-process on a YAML config, and real hyper clients.
+//!
+//! Every test file includes this with `mod support;` and uses what it needs.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// The boxed future an upstream handler returns.
+pub type HandlerFuture = std::pin::Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+/// An upstream request handler.
+pub type Handler = Arc<dyn Fn(Request<Incoming>) -> HandlerFuture + Send + Sync>;
+
+/// What an upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+}
+
+/// A real HTTP/1.1 + h2c server on 127.0.0.1, counting requests and TCP
+/// connections, remembering the last request, and able to stop and restart
+/// on the same port.
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    pub connections: Arc<AtomicUsize>,
+    pub last: Arc<Mutex<Option<Seen>>>,
+    handler: Handler,
+    tasks: Mutex<Option<JoinSet<()>>>,
+}
+
+impl Upstream {
+    /// Requests served so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The last request this upstream received.
+    pub fn last_seen(&self) -> Option<Seen> {
+        self.last.lock().unwrap().clone()
+    }
+
+    /// Stops accepting and drops every open connection (like a killed process).
+    pub fn stop(&self) {
+        if let Some(mut set) = self.tasks.lock().unwrap().take() {
+            set.abort_all();
+            // Dropping the JoinSet aborts too; make sure sockets close now.
+            drop(set);
+        }
+    }
+
+    /// Starts serving again on the same address.
+    pub async fn restart(&self) {
+        self.stop();
+        // The port was ours a moment ago; retry briefly while the kernel lets go.
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot rebind {}: {e}", self.addr),
+            }
+        };
+        let set = serve(
+            listener,
+            self.handler.clone(),
+            self.hits.clone(),
+            self.connections.clone(),
+            self.last.clone(),
+        );
+        *self.tasks.lock().unwrap() = Some(set);
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve(
+    listener: TcpListener,
+    handler: Handler,
+    hits: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+    last: Arc<Mutex<Option<Seen>>>,
+) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    let conns: Arc<Mutex<JoinSet<()>>> = Arc::new(Mutex::new(JoinSet::new()));
+    let conns_for_accept = conns.clone();
+    set.spawn(async move {
+        // Holding `conns` here means aborting this task drops every connection task too.
+        let _keep = conns.clone();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            connections.fetch_add(1, Ordering::SeqCst);
+            let handler = handler.clone();
+            let hits = hits.clone();
+            let last = last.clone();
+            let svc = service_fn(move |req: Request<Incoming>| {
+                hits.fetch_add(1, Ordering::SeqCst);
+                *last.lock().unwrap() = Some(Seen {
+                    method: req.method().clone(),
+                    uri: req.uri().clone(),
+                    version: req.version(),
+                    headers: req.headers().clone(),
+                });
+                let fut = handler(req);
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            conns_for_accept.lock().unwrap().spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    set
+}
+
+/// An upstream whose every answer is `200` with body NAME and header `x-server: NAME`.
+pub async fn spawn_upstream(name: &str) -> Upstream {
+    let n = name.to_string();
+    spawn_upstream_with(name, move |_req| {
+        let n = n.clone();
+        async move { text_response(StatusCode::OK, &n, &n) }
+    })
+    .await
+}
+
+/// An upstream with a custom handler.
+pub async fn spawn_upstream_with<F, Fut>(name: &str, handler: F) -> Upstream
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let handler: Handler = Arc::new(move |req| Box::pin(handler(req)) as HandlerFuture);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let last = Arc::new(Mutex::new(None));
+    let set = serve(
+        listener,
+        handler.clone(),
+        hits.clone(),
+        connections.clone(),
+        last.clone(),
+    );
+    Upstream {
+        name: name.to_string(),
+        addr,
+        hits,
+        connections,
+        last,
+        handler,
+        tasks: Mutex::new(Some(set)),
+    }
+}
+
+/// A response with `x-server: server` and a text body.
+pub fn text_response(status: StatusCode, server: &str, body: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert("x-server", server.parse().unwrap());
+    resp
+}
+
+/// The crate root; config paths in test YAML (e.g. `certs-dev/...`) resolve against it.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Parses and validates `yaml` as if it were `<crate root>/test.yaml`.
+pub fn config(yaml: &str) -> weir::Config {
+    match weir::config::load_str(yaml, &root().join("test.yaml")) {
+        Ok(c) => c,
+        Err(e) => panic!("test config is invalid:\n{e}\n---\n{yaml}"),
+    }
+}
+
+/// Starts weir on `yaml` (listeners should use port 0).
+pub async fn start_proxy(yaml: &str) -> weir::Running {
+    init_logging();
+    weir::Proxy::new(config(yaml))
+        .start()
+        .await
+        .expect("proxy starts")
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A YAML `servers:` list for `upstreams`, with optional weights.
+pub fn servers_yaml(upstreams: &[(&Upstream, u32)]) -> String {
+    let mut s = String::new();
+    for (u, w) in upstreams {
+        s.push_str(&format!(
+            "      - address: {}\n        weight: {}\n        id: {}\n",
+            u.addr, w, u.name
+        ));
+    }
+    s
+}
+
+/// A plain HTTP/1.1 client (keep-alive pool).
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// A plain h2c (prior knowledge) client.
+pub fn h2c_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new())
+}
+
+/// A collected response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as UTF-8 text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `x-server` header (which test upstream answered).
+    pub fn server(&self) -> Option<String> {
+        self.headers
+            .get("x-server")
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+}
+
+/// Sends `req` and collects the whole response (10 s timeout).
+pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Reply {
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .expect("response within 10s")
+        .expect("request succeeds");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// GET `http://addr{path}` with a fresh client.
+pub async fn get(addr: SocketAddr, path: &str) -> Reply {
+    let req = Request::get(format!("http://{addr}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send(&client(), req).await
+}
+
+/// Path of a file in the crate root.
+pub fn path(rel: &str) -> PathBuf {
+    root().join(Path::new(rel))
+}
