@@ -25,6 +25,10 @@ struct Cli {
     /// Log filter, as RUST_LOG (which wins when set), e.g. `info,weir::access=off`.
     #[arg(long, default_value = "info")]
     log: String,
+    /// Worker threads (default: one per CPU core), like nginx's `worker_processes`
+    /// or HAProxy's `nbthread`.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

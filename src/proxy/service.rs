@@ -129,11 +129,17 @@ async fn proxy(
         };
         let server = &group.servers[index];
         // Keep a copy only while another attempt may need it.
-        let headers = if attempts_left > 0 {
+        let mut headers = if attempts_left > 0 {
             prepared.clone()
         } else {
             std::mem::take(&mut prepared)
         };
+        if host.is_none() {
+            // HTTP/1.0 without Host: the upstream hop is HTTP/1.1, which needs one.
+            if let Ok(v) = HeaderValue::from_str(server.address.as_str()) {
+                headers.insert(header::HOST, v);
+            }
+        }
         let uri = match server.uri(ctx_uri.path_and_query()) {
             Ok(u) => u,
             Err(e) => {
