@@ -18,23 +18,28 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod balancer;
 pub mod config;
 pub mod error;
 pub mod forward;
 pub mod listener;
+pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod upstream;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use config::ListenerConfig;
 pub use config::{Config, ConfigError, ConfigErrors};
 pub use error::{ErrorKind, ProxyError};
 use listener::Listener;
@@ -57,8 +62,9 @@ impl Proxy {
         }
     }
 
-    /// Binds every listener and starts serving. Returns once all listeners
-    /// are bound, so their addresses are known (port 0 gets a free port).
+    /// Binds every listener (and the admin listener) and starts serving.
+    /// Returns once all are bound, so their addresses are known (port 0 gets
+    /// a free port).
     ///
     /// # Errors
     /// When a listener cannot be bound (address in use, permission) or its
@@ -67,88 +73,286 @@ impl Proxy {
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(
             &self.config,
             &self.registry,
+            None,
         )));
+        let (shutdown, _) = watch::channel(false);
+        let tracker = TaskTracker::new();
         let mut bound = Vec::new();
         for l in &self.config.listeners {
-            let listener = Listener::bind(l).await?;
-            let addr = listener.local_addr()?;
-            tracing::info!(
-                listener = %l.name,
-                address = %addr,
-                tls = l.tls.is_some(),
-                "listening"
-            );
-            bound.push((l.name.clone(), addr, listener));
+            bound.push(bind(l, &self.registry).await?);
         }
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let tracker = TaskTracker::new();
-        let mut addrs = Vec::new();
-        for (name, addr, listener) in bound {
-            addrs.push((name, addr));
-            let snapshot = Arc::clone(&snapshot);
-            let shutdown = shutdown_rx.clone();
-            let conns = tracker.clone();
-            tracker.spawn(listener.run(snapshot, shutdown, conns));
-        }
-        Ok(Running {
-            addrs,
-            shutdown: shutdown_tx,
-            tracker,
-            drain_timeout: self.config.drain_timeout,
+        let admin = match self.config.admin {
+            Some(addr) => Some(admin::bind(addr).await?),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        self.registry
+            .global
+            .config_hash
+            .store(self.config.hash, Ordering::Relaxed);
+        let inner = Arc::new(Inner {
+            file: self.config.file.clone(),
             snapshot,
             registry: self.registry,
-        })
+            listeners: tokio::sync::Mutex::new(Vec::new()),
+            shutdown,
+            tracker,
+            drain_timeout: Mutex::new(self.config.drain_timeout),
+            admin_addr,
+        });
+        {
+            let mut listeners = inner.listeners.lock().await;
+            for b in bound {
+                inner.spawn_listener(&b);
+                listeners.push(b);
+            }
+        }
+        let running = Running { inner };
+        if let Some(listener) = admin {
+            let shutdown = running.inner.shutdown.subscribe();
+            running
+                .inner
+                .tracker
+                .spawn(admin::serve(listener, running.clone(), shutdown));
+        }
+        Ok(running)
     }
 }
 
-/// A running proxy: its bound addresses and its shutdown handle.
+/// Binds listener `l`, logging its address.
+async fn bind(l: &ListenerConfig, registry: &StateRegistry) -> std::io::Result<Bound> {
+    let listener = Listener::bind(l, registry.listener_stats(&l.name)).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(listener = %l.name, address = %local, tls = l.tls.is_some(), "listening");
+    let (stop, _) = watch::channel(false);
+    Ok(Bound {
+        name: l.name.clone(),
+        configured: l.address,
+        local,
+        listener: Arc::new(listener),
+        stop,
+    })
+}
+
+/// A bound listener of the running proxy.
 #[derive(Debug)]
-pub struct Running {
-    addrs: Vec<(Arc<str>, SocketAddr)>,
-    shutdown: watch::Sender<bool>,
-    tracker: TaskTracker,
-    drain_timeout: Duration,
+struct Bound {
+    name: Arc<str>,
+    configured: SocketAddr,
+    local: SocketAddr,
+    listener: Arc<Listener>,
+    stop: watch::Sender<bool>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    file: PathBuf,
     snapshot: Arc<ArcSwap<Snapshot>>,
     registry: Arc<StateRegistry>,
+    /// Also serializes reloads.
+    listeners: tokio::sync::Mutex<Vec<Bound>>,
+    shutdown: watch::Sender<bool>,
+    tracker: TaskTracker,
+    drain_timeout: Mutex<Duration>,
+    admin_addr: Option<SocketAddr>,
+}
+
+impl Inner {
+    fn spawn_listener(&self, b: &Bound) {
+        let listener = Arc::clone(&b.listener);
+        let snapshot = Arc::clone(&self.snapshot);
+        let stop = b.stop.subscribe();
+        let conns = self.tracker.clone();
+        self.tracker.spawn(listener.run(snapshot, stop, conns));
+    }
+}
+
+/// Why a reload did not take effect (the running config stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file did not parse or validate.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// A new listener could not be bound, or its TLS config built.
+    #[error("{0}")]
+    Listener(#[from] std::io::Error),
+}
+
+/// A running proxy: its bound addresses, reload and shutdown. Cheap to clone
+/// (the admin API and the signal handler hold clones).
+#[derive(Debug, Clone)]
+pub struct Running {
+    inner: Arc<Inner>,
 }
 
 impl Running {
     /// The bound address of the listener named `name`.
     pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.addrs
-            .iter()
+        self.local_addrs()
+            .into_iter()
             .find(|(n, _)| &**n == name)
-            .map(|(_, a)| *a)
+            .map(|(_, a)| a)
     }
 
     /// Every listener's name and bound address, in config order.
-    pub fn local_addrs(&self) -> &[(Arc<str>, SocketAddr)] {
-        &self.addrs
+    pub fn local_addrs(&self) -> Vec<(Arc<str>, SocketAddr)> {
+        match self.inner.listeners.try_lock() {
+            Ok(l) => l.iter().map(|b| (b.name.clone(), b.local)).collect(),
+            // A reload is running; ask again after it.
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The admin listener's bound address, if one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.inner.admin_addr
     }
 
     /// The current routes and groups.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
+        self.inner.snapshot.load_full()
     }
 
-    /// Live per-server state, by group and server id.
+    /// Live per-server state and counters.
     pub fn registry(&self) -> &Arc<StateRegistry> {
-        &self.registry
+        &self.inner.registry
+    }
+
+    /// Re-reads the config file this proxy was started with and applies it
+    /// (SIGHUP, `POST /reload`). On any error the running config stays, the
+    /// error is logged with file:line:col, and the failed reload is counted.
+    ///
+    /// # Errors
+    /// [`ReloadError`] saying why nothing changed.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let file = self.inner.file.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load_file(&file))
+            .await
+            .map_err(|e| ReloadError::Listener(std::io::Error::other(e)))?;
+        match loaded {
+            Ok(config) => self.apply(config).await,
+            Err(errors) => {
+                self.inner
+                    .registry
+                    .global
+                    .reloads_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                for e in &errors.0 {
+                    tracing::error!(error = %e, "reload failed: the running config stays");
+                }
+                Err(errors.into())
+            }
+        }
+    }
+
+    /// Applies `config` atomically: new requests use it, requests in flight
+    /// finish on the old one; keep-alive client connections stay open; pooled
+    /// upstream connections and live server state (in-flight, health, EWMA)
+    /// carry over for unchanged servers; listeners added are bound, removed
+    /// ones stop accepting and drain; new certificates serve new handshakes.
+    ///
+    /// # Errors
+    /// When a new listener cannot be bound; nothing changed then.
+    pub async fn apply(&self, config: Config) -> Result<(), ReloadError> {
+        let inner = &self.inner;
+        let mut listeners = inner.listeners.lock().await;
+        // Bind what is new first, so that a failure changes nothing.
+        let mut added = Vec::new();
+        for l in &config.listeners {
+            let kept = listeners
+                .iter()
+                .any(|b| b.name == l.name && b.configured == l.address);
+            if !kept {
+                match bind(l, &inner.registry).await {
+                    Ok(b) => added.push(b),
+                    Err(e) => {
+                        inner
+                            .registry
+                            .global
+                            .reloads_failed
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(listener = %l.name, error = %e, "reload failed: the running config stays");
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        for b in listeners.iter() {
+            if let Some(l) = config
+                .listeners
+                .iter()
+                .find(|l| l.name == b.name && l.address == b.configured)
+            {
+                if let Err(e) = b.listener.update_tls(l.tls.as_deref()) {
+                    tracing::error!(listener = %l.name, error = %e, "reload: keeping the old certificates");
+                }
+            }
+        }
+
+        let previous = inner.snapshot.load_full();
+        let snapshot = Snapshot::build(&config, &inner.registry, Some(&previous));
+        inner.snapshot.store(Arc::new(snapshot));
+
+        listeners.retain(|b| {
+            let keep = config
+                .listeners
+                .iter()
+                .any(|l| l.name == b.name && l.address == b.configured);
+            if !keep {
+                tracing::info!(listener = %b.name, address = %b.local, "listener removed: draining");
+                let _ = b.stop.send(true);
+            }
+            keep
+        });
+        for b in added {
+            inner.spawn_listener(&b);
+            listeners.push(b);
+        }
+        inner.registry.retain(|group, id| {
+            config
+                .groups
+                .iter()
+                .any(|g| &*g.name == group && g.servers.iter().any(|s| &*s.id == id))
+        });
+        *inner
+            .drain_timeout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = config.drain_timeout;
+        inner
+            .registry
+            .global
+            .reloads_ok
+            .fetch_add(1, Ordering::Relaxed);
+        inner
+            .registry
+            .global
+            .config_hash
+            .store(config.hash, Ordering::Relaxed);
+        tracing::info!(file = %config.file.display(), routes = config.routes.len(), groups = config.groups.len(), "config reloaded");
+        Ok(())
     }
 
     /// Graceful shutdown: stops accepting, lets in-flight requests finish
     /// for up to the config's `drain_timeout`, then returns. Returns true
     /// when every connection closed in time.
     pub async fn shutdown(self) -> bool {
-        let _ = self.shutdown.send(true);
-        self.tracker.close();
-        let drained = tokio::time::timeout(self.drain_timeout, self.tracker.wait())
+        let inner = &self.inner;
+        let _ = inner.shutdown.send(true);
+        for b in inner.listeners.lock().await.iter() {
+            let _ = b.stop.send(true);
+        }
+        inner.tracker.close();
+        let drain_timeout = *inner
+            .drain_timeout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let drained = tokio::time::timeout(drain_timeout, inner.tracker.wait())
             .await
             .is_ok();
         if !drained {
             tracing::warn!(
-                drain_timeout = ?self.drain_timeout,
-                open = self.tracker.len(),
+                drain_timeout = ?drain_timeout,
+                open = inner.tracker.len(),
                 "drain timeout reached; closing remaining connections"
             );
         }

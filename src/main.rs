@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(config = %cli.config.display(), version = env!("CARGO_PKG_VERSION"), "weir started");
-        wait_for_signal().await;
+        wait_for_stop(&running).await;
         tracing::info!("shutting down: draining connections");
         running.shutdown().await;
         tracing::info!("stopped");
@@ -87,25 +87,33 @@ fn main() -> ExitCode {
     })
 }
 
-/// Waits for SIGTERM or SIGINT (Ctrl-C).
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT (Ctrl-C); reloads the config on each SIGHUP.
+async fn wait_for_stop(running: &weir::Running) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    // Errors are logged (with file:line:col) and counted by reload itself.
+                    let _ = running.reload().await;
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
             }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = running;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

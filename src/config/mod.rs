@@ -32,9 +32,8 @@ pub type Reserved = Option<Spanned<IgnoredAny>>;
 pub struct RawConfig {
     /// One or more listeners (downstream sockets).
     pub listeners: Vec<RawListener>,
-    /// The admin listener (`/metrics`, `/status`): not supported yet.
-    #[serde(default)]
-    pub admin: Reserved,
+    /// The admin listener (`/metrics`, `/status`, `/healthz`, `/reload`); absent = none.
+    pub admin: Option<RawAdmin>,
     /// The sticky-cookie secret: not supported yet.
     #[serde(default)]
     pub affinity: Reserved,
@@ -50,6 +49,14 @@ pub struct RawConfig {
     /// How long a graceful shutdown waits for in-flight requests (default `30s`).
     #[serde(default, with = "humantime_serde")]
     pub drain_timeout: Option<Duration>,
+}
+
+/// The admin listener (plain HTTP; keep it on loopback or a private network).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// `host:port` to bind.
+    pub address: Spanned<String>,
 }
 
 /// One listener: a bound socket serving HTTP/1.1 and HTTP/2, plain or TLS.
@@ -272,7 +279,9 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
 /// Every problem found, each naming the file, line, column and key.
 pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let raw = parse(text, path)?;
-    validate::validate(raw, path)
+    let mut config = validate::validate(raw, path)?;
+    config.hash = crate::metrics::fnv1a(text.as_bytes());
+    Ok(config)
 }
 
 /// Parses `text` into the raw structs (YAML syntax and types only).

@@ -54,6 +54,10 @@ pub struct Config {
     pub groups: Vec<GroupConfig>,
     /// Graceful shutdown: how long in-flight requests may take to finish.
     pub drain_timeout: Duration,
+    /// The admin listener's address, if any.
+    pub admin: Option<SocketAddr>,
+    /// FNV-1a hash of the file's bytes (the `weir_config_hash` metric).
+    pub hash: u64,
 }
 
 /// A validated listener.
@@ -162,7 +166,16 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
     };
     let base = file.parent().unwrap_or(Path::new("."));
 
-    errs.reserved(&raw.admin, "admin");
+    let admin = raw
+        .admin
+        .as_ref()
+        .and_then(|a| match resolve_bind_address(&a.address.value) {
+            Ok(addr) => Some(addr),
+            Err(m) => {
+                errs.at(Some(&a.address.referenced), "admin.address", m);
+                None
+            }
+        });
     errs.reserved(&raw.affinity, "affinity");
     errs.reserved(&raw.jwt, "jwt");
 
@@ -216,6 +229,8 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         routes,
         groups,
         drain_timeout: raw.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        admin,
+        hash: 0,
     })
 }
 

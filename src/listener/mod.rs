@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
+use crate::metrics::ListenerStats;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::service::{self, Downstream};
 use crate::proxy::Snapshot;
@@ -169,8 +170,10 @@ impl AsyncWrite for ActivityIo {
 pub struct Listener {
     config: ListenerConfig,
     tcp: TcpListener,
-    tls: Option<TlsAcceptor>,
+    /// Swapped whole when a reload brings new certificates.
+    tls: ArcSwapOption<rustls::ServerConfig>,
     http: auto::Builder<TokioExecutor>,
+    stats: Arc<ListenerStats>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -178,7 +181,7 @@ impl std::fmt::Debug for Listener {
         f.debug_struct("Listener")
             .field("name", &self.config.name)
             .field("address", &self.tcp.local_addr().ok())
-            .field("tls", &self.tls.is_some())
+            .field("tls", &self.tls.load().is_some())
             .finish()
     }
 }
@@ -188,7 +191,7 @@ impl Listener {
     ///
     /// # Errors
     /// When the address cannot be bound or the TLS config cannot be built.
-    pub async fn bind(config: &ListenerConfig) -> io::Result<Self> {
+    pub async fn bind(config: &ListenerConfig, stats: Arc<ListenerStats>) -> io::Result<Self> {
         let tcp = TcpListener::bind(config.address).await.map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -198,12 +201,10 @@ impl Listener {
                 ),
             )
         })?;
-        let tls = match &config.tls {
-            Some(keys) => Some(TlsAcceptor::from(
-                tls::server_config(keys).map_err(io::Error::other)?,
-            )),
+        let tls = ArcSwapOption::new(match &config.tls {
+            Some(keys) => Some(tls::server_config(keys).map_err(io::Error::other)?),
             None => None,
-        };
+        });
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
             .timer(TokioTimer::new())
@@ -222,7 +223,27 @@ impl Listener {
             tcp,
             tls,
             http,
+            stats,
         })
+    }
+
+    /// The listener's config.
+    pub fn config(&self) -> &ListenerConfig {
+        &self.config
+    }
+
+    /// Installs the certificates of a reloaded config; new connections use
+    /// them, established ones keep theirs.
+    ///
+    /// # Errors
+    /// When the TLS config cannot be built; the old certificates stay.
+    pub fn update_tls(&self, keys: Option<&[Arc<rustls::sign::CertifiedKey>]>) -> io::Result<()> {
+        let config = match keys {
+            Some(keys) => Some(tls::server_config(keys).map_err(io::Error::other)?),
+            None => None,
+        };
+        self.tls.store(config);
+        Ok(())
     }
 
     /// The bound address (with the real port when 0 was asked).
@@ -233,12 +254,12 @@ impl Listener {
     /// Accepts connections until `shutdown` turns true, serving each on its
     /// own task tracked by `tracker`; connections drain on shutdown.
     pub async fn run(
-        self,
+        self: Arc<Self>,
         snapshot: Arc<ArcSwap<Snapshot>>,
         mut shutdown: watch::Receiver<bool>,
         tracker: TaskTracker,
     ) {
-        let this = Arc::new(self);
+        let this = self;
         let conn_shutdown = shutdown.clone();
         loop {
             tokio::select! {
@@ -271,26 +292,38 @@ impl Listener {
         shutdown: watch::Receiver<bool>,
     ) {
         let _ = stream.set_nodelay(true);
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        self.stats.open.fetch_add(1, Ordering::Relaxed);
+        let _open = OpenGuard(&self.stats);
         let activity = Arc::new(ConnActivity::new());
         let io = ActivityIo {
             inner: stream,
             activity: Arc::clone(&activity),
         };
+        let tls = self.tls.load_full();
         let downstream = Arc::new(Downstream {
             peer,
-            client: ClientInfo::new(peer.ip(), self.tls.is_some()),
+            client: ClientInfo::new(peer.ip(), tls.is_some()),
             listener: self.config.name.clone(),
             activity: Arc::clone(&activity),
         });
-        match &self.tls {
+        match tls {
             None => {
                 self.serve_http(io, activity, downstream, snapshot, shutdown)
                     .await
             }
-            Some(acceptor) => {
-                let handshake =
-                    tokio::time::timeout(self.config.request_header_timeout, acceptor.accept(io));
-                match handshake.await {
+            Some(config) => {
+                let handshake = tokio::time::timeout(
+                    self.config.request_header_timeout,
+                    TlsAcceptor::from(config).accept(io),
+                );
+                let result = handshake.await;
+                let counter = match &result {
+                    Ok(Ok(_)) => &self.stats.tls_handshakes,
+                    _ => &self.stats.tls_failures,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                match result {
                     Ok(Ok(tls)) => {
                         self.serve_http(tls, activity, downstream, snapshot, shutdown)
                             .await
@@ -362,6 +395,15 @@ impl Listener {
                 }
             }
         }
+    }
+}
+
+/// Decrements the open-connections gauge when the connection task ends.
+struct OpenGuard<'a>(&'a ListenerStats);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -5,10 +5,12 @@ pub mod access_log;
 pub mod body;
 pub mod headers;
 pub mod service;
+pub mod upgrade;
 
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::metrics::RouteStats;
 use crate::route::RouteTable;
 use crate::upstream::{ServerGroup, StateRegistry};
 
@@ -21,18 +23,36 @@ pub struct Snapshot {
     pub routes: RouteTable,
     /// Server groups; `Route::group` indexes into this.
     pub groups: Vec<Arc<ServerGroup>>,
+    /// Counters of each route, in route order.
+    pub route_stats: Vec<Arc<RouteStats>>,
 }
 
 impl Snapshot {
-    /// Builds the snapshot of `config`, keeping live server state from `registry`.
-    pub fn build(config: &Config, registry: &StateRegistry) -> Self {
+    /// Builds the snapshot of `config`, keeping live server state and
+    /// counters from `registry`, and the pooled upstream clients of
+    /// `previous` groups whose connection settings did not change.
+    pub fn build(config: &Config, registry: &StateRegistry, previous: Option<&Snapshot>) -> Self {
+        let groups = config
+            .groups
+            .iter()
+            .map(|g| {
+                let old = previous.and_then(|p| p.group(&g.name));
+                Arc::new(ServerGroup::new(g, registry, old.map(|o| &**o)))
+            })
+            .collect();
         Snapshot {
             routes: RouteTable::new(config.routes.clone()),
-            groups: config
-                .groups
+            groups,
+            route_stats: config
+                .routes
                 .iter()
-                .map(|g| Arc::new(ServerGroup::new(g, registry)))
+                .map(|r| registry.route_stats(&r.name))
                 .collect(),
         }
+    }
+
+    /// The group named `name`.
+    pub fn group(&self, name: &str) -> Option<&Arc<ServerGroup>> {
+        self.groups.iter().find(|g| &*g.name == name)
     }
 }

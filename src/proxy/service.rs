@@ -13,11 +13,13 @@ use hyper::body::Incoming;
 use super::access_log::{self, AccessRecord};
 use super::body::{BodySlot, ProxyBody, UpstreamBody};
 use super::headers::{self, ClientInfo};
+use super::upgrade;
 use super::Snapshot;
 use crate::balancer::PickContext;
 use crate::error::ErrorKind;
 use crate::forward;
 use crate::listener::ConnActivity;
+use crate::metrics;
 use crate::route::{self, RequestView};
 use crate::upstream::group::Excluded;
 
@@ -51,7 +53,7 @@ pub async fn handle(
 async fn proxy(
     snapshot: &Snapshot,
     conn: &Downstream,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let mut record = access_log::enabled().then(|| {
@@ -93,9 +95,11 @@ async fn proxy(
         method: req.method(),
         headers: req.headers(),
     };
-    let Some(route) = snapshot.routes.lookup(&view) else {
+    let Some(route_index) = snapshot.routes.lookup_index(&view) else {
         return error_response(ErrorKind::NoRoute.status(), record);
     };
+    let route = &snapshot.routes.routes()[route_index];
+    let route_stats = &snapshot.route_stats[route_index];
     let Some(group) = snapshot.groups.get(route.group) else {
         return error_response(StatusCode::INTERNAL_SERVER_ERROR, record);
     };
@@ -103,7 +107,14 @@ async fn proxy(
         r.route = Some(route.name.clone());
         r.group = Some(group.name.clone());
     }
+    let observe = |status: u16| {
+        let elapsed = start.elapsed();
+        route_stats.requests.inc(status);
+        route_stats.duration.observe(elapsed);
+        group.stats.duration.observe(elapsed);
+    };
 
+    let upgrade = upgrade::requested(&mut req);
     let (mut parts, body) = req.into_parts();
     let ctx_uri = parts.uri.clone();
     let slot = (!http_body::Body::is_end_stream(&body)).then(|| BodySlot::new(body));
@@ -113,6 +124,9 @@ async fn proxy(
         parts.version,
         host.as_ref(),
     );
+    if let Some(u) = &upgrade {
+        u.restore_request_headers(&mut parts.headers);
+    }
 
     let mut excluded = Excluded::default();
     let mut attempts_left = group.retries;
@@ -125,6 +139,8 @@ async fn proxy(
         };
         let Some(index) = group.pick(&ctx, &excluded) else {
             tracing::warn!(route = %route.name, group = %group.name, "no usable server in group");
+            metrics::inc(&group.stats.no_server);
+            observe(503);
             return error_response(ErrorKind::NoServer.status(), record);
         };
         let server = &group.servers[index];
@@ -157,17 +173,33 @@ async fn proxy(
         let guard = server.state.start_request();
         match forward::send(&group.client, upstream_req, group.timeouts.response).await {
             Ok(resp) => {
+                let status = resp.status().as_u16();
+                server.state.stats.responses.inc(status);
+                observe(status);
+                if let Some(r) = &mut record {
+                    r.server = Some(server.id.clone());
+                    r.status = status;
+                }
+                let (resp, guard) = match upgrade {
+                    Some(u) => match u.complete(resp, guard, ProxyBody::empty) {
+                        Ok(switched) => return switched,
+                        Err(back) => back,
+                    },
+                    None => (resp, guard),
+                };
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::rewrite_response(&mut rparts.headers, rparts.version);
                 rparts.version = Version::HTTP_11;
-                if let Some(r) = &mut record {
-                    r.server = Some(server.id.clone());
-                    r.status = rparts.status.as_u16();
-                }
                 return Response::from_parts(rparts, ProxyBody::upstream(rbody, guard, record));
             }
             Err(err) => {
                 drop(guard);
+                let stats = &server.state.stats;
+                metrics::inc(match err.kind {
+                    ErrorKind::Connect => &stats.connect_errors,
+                    ErrorKind::ResponseTimeout => &stats.timeouts,
+                    _ => &stats.protocol_errors,
+                });
                 let can_retry = err.retryable
                     && attempts_left > 0
                     && slot.as_ref().is_none_or(BodySlot::is_untouched);
@@ -184,8 +216,12 @@ async fn proxy(
                     r.server = Some(server.id.clone());
                 }
                 if !can_retry {
-                    return error_response(err.status(), record);
+                    let status = err.status();
+                    stats.responses.inc(status.as_u16());
+                    observe(status.as_u16());
+                    return error_response(status, record);
                 }
+                metrics::inc(&stats.retries);
                 excluded.insert(index);
                 attempts_left -= 1;
             }

@@ -192,7 +192,12 @@ impl RouteTable {
 
     /// The first route that matches `req`.
     pub fn lookup(&self, req: &RequestView<'_>) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matches(req))
+        self.lookup_index(req).map(|i| &self.routes[i])
+    }
+
+    /// The index of the first route that matches `req`.
+    pub fn lookup_index(&self, req: &RequestView<'_>) -> Option<usize> {
+        self.routes.iter().position(|r| r.matches(req))
     }
 
     /// The routes, in order.

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::balancer::{self, Balancer, PickContext};
 use crate::config::{GroupConfig, Timeouts};
 use crate::forward::UpstreamClient;
+use crate::metrics::{GlobalStats, GroupStats, ListenerStats, RouteStats};
 
 use super::server::{Server, ServerState};
 
@@ -17,9 +18,56 @@ use super::server::{Server, ServerState};
 #[derive(Debug, Default)]
 pub struct StateRegistry {
     states: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<ServerState>>>,
+    routes: Mutex<HashMap<Arc<str>, Arc<RouteStats>>>,
+    groups: Mutex<HashMap<Arc<str>, Arc<GroupStats>>>,
+    listeners: Mutex<HashMap<Arc<str>, Arc<ListenerStats>>>,
+    /// Process-wide counters (reloads, config hash).
+    pub global: GlobalStats,
+}
+
+fn entry<T: Default>(map: &Mutex<HashMap<Arc<str>, Arc<T>>>, name: &Arc<str>) -> Arc<T> {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(name.clone()).or_default().clone()
+}
+
+fn sorted<T>(map: &Mutex<HashMap<Arc<str>, Arc<T>>>) -> Vec<(Arc<str>, Arc<T>)> {
+    let map = map.lock().unwrap_or_else(|e| e.into_inner());
+    let mut v: Vec<_> = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 impl StateRegistry {
+    /// Counters of the route named `name` (kept across reloads).
+    pub fn route_stats(&self, name: &Arc<str>) -> Arc<RouteStats> {
+        entry(&self.routes, name)
+    }
+
+    /// Counters of the group named `name` (kept across reloads).
+    pub fn group_stats(&self, name: &Arc<str>) -> Arc<GroupStats> {
+        entry(&self.groups, name)
+    }
+
+    /// Counters of the listener named `name` (kept across reloads).
+    pub fn listener_stats(&self, name: &Arc<str>) -> Arc<ListenerStats> {
+        entry(&self.listeners, name)
+    }
+
+    /// Every listener's counters, by name.
+    pub fn all_listener_stats(&self) -> Vec<(Arc<str>, Arc<ListenerStats>)> {
+        sorted(&self.listeners)
+    }
+
+    /// Every route's counters, by name (routes of earlier configs included).
+    pub fn all_route_stats(&self) -> Vec<(Arc<str>, Arc<RouteStats>)> {
+        sorted(&self.routes)
+    }
+
+    /// Every group's counters, by name (groups of earlier configs included).
+    pub fn all_group_stats(&self) -> Vec<(Arc<str>, Arc<GroupStats>)> {
+        sorted(&self.groups)
+    }
+
     /// The state of server `id` of `group`, created when new.
     pub fn state(&self, group: &Arc<str>, id: &Arc<str>) -> Arc<ServerState> {
         let mut map = self.states.lock().unwrap_or_else(|e| e.into_inner());
@@ -48,11 +96,38 @@ pub struct ServerGroup {
     pub balancer: Box<dyn Balancer>,
     /// The pooled upstream client of this group.
     pub client: UpstreamClient,
+    /// What the client was built from; a rebuilt group with the same settings
+    /// keeps the client, and with it the pooled connections.
+    client_settings: ClientSettings,
+    /// Counters of the group (kept across reloads).
+    pub stats: Arc<GroupStats>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClientSettings {
+    connect: std::time::Duration,
+    idle: std::time::Duration,
+    max_idle: usize,
 }
 
 impl ServerGroup {
-    /// Builds the group of `config`, taking live state from `registry`.
-    pub fn new(config: &GroupConfig, registry: &StateRegistry) -> Self {
+    /// Builds the group of `config`, taking live state from `registry`. When
+    /// `previous` (the group of the same name in the running config) has the
+    /// same connection settings, its client and pooled connections are kept.
+    pub fn new(
+        config: &GroupConfig,
+        registry: &StateRegistry,
+        previous: Option<&ServerGroup>,
+    ) -> Self {
+        let client_settings = ClientSettings {
+            connect: config.timeouts.connect,
+            idle: config.pool_idle_timeout,
+            max_idle: config.pool_max_idle_per_server,
+        };
+        let client = match previous {
+            Some(p) if p.client_settings == client_settings => p.client.clone(),
+            _ => crate::forward::client(config),
+        };
         let servers: Vec<Server> = config
             .servers
             .iter()
@@ -64,7 +139,9 @@ impl ServerGroup {
             timeouts: config.timeouts,
             retries: config.retries,
             balancer,
-            client: crate::forward::client(config),
+            client,
+            client_settings,
+            stats: registry.group_stats(&config.name),
             servers,
         }
     }
@@ -73,7 +150,10 @@ impl ServerGroup {
     /// server indexes already tried by this request), or `None` when no server
     /// is usable. Allocates nothing.
     pub fn pick(&self, ctx: &PickContext<'_>, excluded: &Excluded) -> Option<usize> {
-        let usable = |i: usize| !excluded.contains(i) && self.servers[i].state.is_healthy();
+        let usable = |i: usize| {
+            let state = &self.servers[i].state;
+            !excluded.contains(i) && state.is_healthy() && !state.is_drained()
+        };
         self.balancer.pick(&self.servers, ctx, &usable)
     }
 }

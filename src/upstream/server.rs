@@ -12,6 +12,7 @@ use http::uri::{Authority, Scheme};
 use http::Uri;
 
 use crate::config::ServerConfig;
+use crate::metrics::ServerStats;
 
 /// Live, shared counters of one server. Every field is an atomic: updated on
 /// the request path without locks.
@@ -20,6 +21,9 @@ pub struct ServerState {
     in_flight: AtomicU64,
     requests: AtomicU64,
     healthy: AtomicBool,
+    drained: AtomicBool,
+    /// Response and error counters (exported on `/metrics`).
+    pub stats: ServerStats,
 }
 
 impl Default for ServerState {
@@ -28,6 +32,8 @@ impl Default for ServerState {
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            drained: AtomicBool::new(false),
+            stats: ServerStats::default(),
         }
     }
 }
@@ -51,6 +57,17 @@ impl ServerState {
     /// Marks the server up or down; returns the previous value.
     pub fn set_healthy(&self, healthy: bool) -> bool {
         self.healthy.swap(healthy, Ordering::Relaxed)
+    }
+
+    /// True when an operator drained the server by hand (admin API): it gets
+    /// no new requests, in-flight ones finish.
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::Relaxed)
+    }
+
+    /// Drains (`true`) or re-enables (`false`) the server; returns the previous value.
+    pub fn set_drained(&self, drained: bool) -> bool {
+        self.drained.swap(drained, Ordering::Relaxed)
     }
 
     /// Counts a request to this server; the in-flight count drops when the

@@ -1,0 +1,217 @@
+//! The admin listener (`admin.address`): plain HTTP/1.1 for operators.
+//!
+//! | method and path | answer |
+//! | --- | --- |
+//! | `GET /metrics` | Prometheus/OpenMetrics text ([`prometheus::render`]) |
+//! | `GET /status` | JSON: groups, servers, health, drained, in-flight, requests |
+//! | `GET /healthz` | `200 ok` while the process serves (liveness) |
+//! | `POST /reload` | re-reads the config file; `200` or `400` with the errors |
+//! | `POST /groups/{group}/servers/{id}/drain` | the server gets no new requests |
+//! | `POST /groups/{group}/servers/{id}/enable` | undoes `drain` |
+//!
+//! Other paths get `404`, a wrong method `405` with `Allow`. Drain and enable
+//! are runtime changes: they last until the server leaves the config (a
+//! reload keeps them for servers whose id is unchanged) or the process
+//! restarts; write lasting changes to the file.
+
+pub mod prometheus;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::Running;
+
+/// Binds the admin listener.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind admin listener on {addr}: {e}"),
+        )
+    })?;
+    tracing::info!(address = %listener.local_addr()?, "admin listening");
+    Ok(listener)
+}
+
+/// Serves the admin API until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, running: Running, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let running = running.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let running = running.clone();
+                async move { Ok::<_, Infallible>(handle(&running, req).await) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+    let mut body = body.into();
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    reply(status, "text/plain; charset=utf-8", body)
+}
+
+fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed");
+    r.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    r
+}
+
+/// Answers one admin request.
+pub async fn handle(running: &Running, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["metrics"] => match method {
+            Method::GET | Method::HEAD => reply(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                prometheus::render(running),
+            ),
+            _ => not_allowed("GET, HEAD"),
+        },
+        ["status"] => match method {
+            Method::GET | Method::HEAD => reply(
+                StatusCode::OK,
+                "application/json",
+                format!("{:#}\n", status(running)),
+            ),
+            _ => not_allowed("GET, HEAD"),
+        },
+        ["healthz"] => match method {
+            Method::GET | Method::HEAD => text(StatusCode::OK, "ok"),
+            _ => not_allowed("GET, HEAD"),
+        },
+        ["reload"] => match method {
+            Method::POST => match running.reload().await {
+                Ok(()) => text(StatusCode::OK, "reloaded"),
+                Err(e) => text(
+                    StatusCode::BAD_REQUEST,
+                    format!("reload failed; the running config stays:\n{e}"),
+                ),
+            },
+            _ => not_allowed("POST"),
+        },
+        ["groups", group, "servers", id, action @ ("drain" | "enable")] => {
+            if method != Method::POST {
+                return not_allowed("POST");
+            }
+            let snapshot = running.snapshot();
+            let Some(server) = snapshot
+                .group(group)
+                .and_then(|g| g.servers.iter().find(|s| &*s.id == *id))
+            else {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!("no server {id:?} in group {group:?}"),
+                );
+            };
+            let drain = *action == "drain";
+            let was = server.state.set_drained(drain);
+            if was != drain {
+                tracing::info!(group = %group, server = %id, "server {} by the admin API", if drain { "drained" } else { "enabled" });
+            }
+            text(
+                StatusCode::OK,
+                format!(
+                    "{group}/{id}: {}",
+                    if drain { "drained" } else { "enabled" }
+                ),
+            )
+        }
+        _ => text(StatusCode::NOT_FOUND, "404 Not Found"),
+    }
+}
+
+/// The `/status` document.
+pub fn status(running: &Running) -> serde_json::Value {
+    let snapshot = running.snapshot();
+    let groups: Vec<_> = snapshot
+        .groups
+        .iter()
+        .map(|g| {
+            let servers: Vec<_> = g
+                .servers
+                .iter()
+                .map(|s| {
+                    json!({
+                        "id": &*s.id,
+                        "address": s.address.as_str(),
+                        "weight": s.weight,
+                        "healthy": s.state.is_healthy(),
+                        "drained": s.state.is_drained(),
+                        "in_flight": s.state.in_flight(),
+                        "requests": s.state.requests(),
+                    })
+                })
+                .collect();
+            json!({
+                "name": &*g.name,
+                "retries": g.retries,
+                "servers": servers,
+            })
+        })
+        .collect();
+    let routes: Vec<_> = snapshot
+        .routes
+        .routes()
+        .iter()
+        .map(|r| json!({ "name": &*r.name, "group": snapshot.groups.get(r.group).map(|g| &*g.name) }))
+        .collect();
+    let listeners: Vec<_> = running
+        .local_addrs()
+        .iter()
+        .map(|(n, a)| json!({ "name": &**n, "address": a.to_string() }))
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "listeners": listeners,
+        "routes": routes,
+        "groups": groups,
+    })
+}

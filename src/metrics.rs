@@ -1,0 +1,159 @@
+//! Metrics: live counters kept in atomics on the request path, encoded in the
+//! Prometheus text format (prometheus-client) only when `/metrics` is scraped.
+//!
+//! Nothing on the request path takes a lock for metrics: every counter is an
+//! atomic owned by the route, group, server or listener it describes, and the
+//! scrape walks the current snapshot to read them (prometheus-client's
+//! `Collector` pattern). Counters live in [`crate::upstream::StateRegistry`]
+//! keyed by name, so they stay monotonic across config reloads.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the duration histogram buckets, in seconds (the `+Inf`
+/// bucket is implicit).
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A histogram of durations with fixed buckets, lock-free (one atomic add per
+/// bucket, count and sum per observation).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = DURATION_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Sum of observations in seconds.
+    pub fn sum_secs(&self) -> f64 {
+        self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
+    /// Cumulative buckets as `(upper bound, count)`, ending with `+Inf`.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut acc = 0;
+        let mut out = Vec::with_capacity(self.buckets.len());
+        for (i, b) in self.buckets.iter().enumerate() {
+            acc += b.load(Ordering::Relaxed);
+            let le = DURATION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY);
+            out.push((le, acc));
+        }
+        out
+    }
+}
+
+/// Status classes counted separately: 1xx..5xx.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Requests by status class.
+#[derive(Debug, Default)]
+pub struct ByClass([AtomicU64; 5]);
+
+impl ByClass {
+    /// Counts one response with `status`.
+    pub fn inc(&self, status: u16) {
+        let i = usize::from((status / 100).clamp(1, 5)) - 1;
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count for class index `i` (0 = 1xx).
+    pub fn get(&self, i: usize) -> u64 {
+        self.0[i].load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one route.
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    /// Responses by status class.
+    pub requests: ByClass,
+    /// Time from request head to response head.
+    pub duration: Histogram,
+}
+
+/// Counters of one server group.
+#[derive(Debug, Default)]
+pub struct GroupStats {
+    /// Time from request head to response head, for requests routed to the group.
+    pub duration: Histogram,
+    /// Requests answered 503 because no server was usable.
+    pub no_server: AtomicU64,
+}
+
+/// Counters of one server (kept in its `ServerState`).
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Responses by status class (from the upstream, or 502/504 weir sent for it).
+    pub responses: ByClass,
+    /// Failed connection attempts.
+    pub connect_errors: AtomicU64,
+    /// Response timeouts (504).
+    pub timeouts: AtomicU64,
+    /// Other upstream failures (reset, closed, invalid response).
+    pub protocol_errors: AtomicU64,
+    /// Requests retried on another server after failing on this one.
+    pub retries: AtomicU64,
+    /// Health state flips (up → down and down → up).
+    pub health_transitions: AtomicU64,
+}
+
+/// Counters of one listener.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Downstream connections open now.
+    pub open: AtomicI64,
+    /// Downstream connections accepted.
+    pub accepted: AtomicU64,
+    /// Completed TLS handshakes.
+    pub tls_handshakes: AtomicU64,
+    /// Failed or timed-out TLS handshakes.
+    pub tls_failures: AtomicU64,
+}
+
+/// Process-wide counters.
+#[derive(Debug, Default)]
+pub struct GlobalStats {
+    /// Successful config reloads.
+    pub reloads_ok: AtomicU64,
+    /// Failed config reloads (the running config stayed).
+    pub reloads_failed: AtomicU64,
+    /// Hash of the running config file's bytes (FNV-1a 64).
+    pub config_hash: AtomicU64,
+}
+
+/// FNV-1a 64-bit hash (for the `weir_config_hash` gauge; not cryptographic).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Adds one to `c`.
+pub fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}

@@ -1,0 +1,107 @@
+//! HTTP/1.1 protocol upgrades (WebSocket and others, RFC 9110 §7.8): the
+//! `Upgrade` request is forwarded with its `Connection: upgrade`, and when the
+//! server answers `101 Switching Protocols` both connections are handed over
+//! to a task that copies bytes both ways until either side closes.
+//!
+//! The tunnel holds the server's in-flight guard, so a WebSocket counts as one
+//! long request for least-connections balancing. Extended CONNECT over HTTP/2
+//! (RFC 8441) is not supported yet.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::upstream::InFlightGuard;
+
+/// An upgrade the client asked for: the protocol and the hook hyper resolves
+/// once the client's connection is handed over.
+#[derive(Debug)]
+pub struct Requested {
+    protocol: HeaderValue,
+    downstream: OnUpgrade,
+}
+
+/// When `req` asks for an upgrade (HTTP/1.1, `Connection: upgrade` and an
+/// `Upgrade` field), takes hyper's upgrade hook from it.
+pub fn requested<B>(req: &mut Request<B>) -> Option<Requested> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let protocol = req.headers().get(header::UPGRADE)?.clone();
+    if !has_token(req.headers(), "upgrade") {
+        return None;
+    }
+    Some(Requested {
+        protocol,
+        downstream: hyper::upgrade::on(req),
+    })
+}
+
+/// True when the `Connection` field lists `token`.
+fn has_token(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+impl Requested {
+    /// Puts the upgrade fields back on the upstream request (the hop-by-hop
+    /// cleanup removed them).
+    pub fn restore_request_headers(&self, headers: &mut HeaderMap) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, self.protocol.clone());
+    }
+
+    /// When the server switched protocols, spawns the tunnel and returns the
+    /// `101` for the client; otherwise gives the response back untouched.
+    pub fn complete<B, D>(
+        self,
+        mut upstream: Response<B>,
+        guard: InFlightGuard,
+        make_body: impl FnOnce() -> D,
+    ) -> Result<Response<D>, (Response<B>, InFlightGuard)> {
+        if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Err((upstream, guard));
+        }
+        let protocol = upstream
+            .headers()
+            .get(header::UPGRADE)
+            .cloned()
+            .unwrap_or(self.protocol);
+        let upstream_io = hyper::upgrade::on(&mut upstream);
+        let downstream_io = self.downstream;
+        tokio::spawn(async move {
+            let _guard = guard;
+            match tokio::try_join!(downstream_io, upstream_io) {
+                Ok((down, up)) => {
+                    let mut down = TokioIo::new(down);
+                    let mut up = TokioIo::new(up);
+                    match tokio::io::copy_bidirectional(&mut down, &mut up).await {
+                        Ok((to_up, to_down)) => {
+                            tracing::debug!(
+                                to_upstream = to_up,
+                                to_downstream = to_down,
+                                "upgraded connection closed"
+                            );
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "upgraded connection ended with an error")
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "protocol upgrade failed"),
+            }
+        });
+        let (mut parts, _) = upstream.into_parts();
+        super::headers::remove_hop_by_hop(&mut parts.headers);
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol);
+        Ok(Response::from_parts(parts, make_body()))
+    }
+}
