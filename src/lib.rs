@@ -144,6 +144,15 @@ struct Bound {
     stop: watch::Sender<bool>,
 }
 
+impl Bound {
+    /// True when `l` describes this listener: same name, and the same address
+    /// as configured or as bound (a file that said port 0 may name the port
+    /// it got).
+    fn is(&self, l: &ListenerConfig) -> bool {
+        self.name == l.name && (self.configured == l.address || self.local == l.address)
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     file: PathBuf,
@@ -259,9 +268,7 @@ impl Running {
         // Bind what is new first, so that a failure changes nothing.
         let mut added = Vec::new();
         for l in &config.listeners {
-            let kept = listeners
-                .iter()
-                .any(|b| b.name == l.name && b.configured == l.address);
+            let kept = listeners.iter().any(|b| b.is(l));
             if !kept {
                 match bind(l, &inner.registry).await {
                     Ok(b) => added.push(b),
@@ -278,11 +285,7 @@ impl Running {
             }
         }
         for b in listeners.iter() {
-            if let Some(l) = config
-                .listeners
-                .iter()
-                .find(|l| l.name == b.name && l.address == b.configured)
-            {
+            if let Some(l) = config.listeners.iter().find(|l| b.is(l)) {
                 if let Err(e) = b.listener.update_tls(l.tls.as_deref()) {
                     tracing::error!(listener = %l.name, error = %e, "reload: keeping the old certificates");
                 }
@@ -294,10 +297,7 @@ impl Running {
         inner.snapshot.store(Arc::new(snapshot));
 
         listeners.retain(|b| {
-            let keep = config
-                .listeners
-                .iter()
-                .any(|l| l.name == b.name && l.address == b.configured);
+            let keep = config.listeners.iter().any(|l| b.is(l));
             if !keep {
                 tracing::info!(listener = %b.name, address = %b.local, "listener removed: draining");
                 let _ = b.stop.send(true);
