@@ -14,6 +14,7 @@ use super::access_log::{self, AccessRecord};
 use super::body::{BodySlot, ProxyBody, UpstreamBody};
 use super::headers::{self, ClientInfo};
 use super::Snapshot;
+use crate::affinity::{self, Session};
 use crate::balancer::PickContext;
 use crate::error::ErrorKind;
 use crate::forward;
@@ -113,6 +114,9 @@ async fn proxy(
         parts.version,
         host.as_ref(),
     );
+    // Sticky sessions (affinity.rs): read, verify and strip the affinity cookie.
+    let session =
+        (group.sticky.as_ref()).map(|s| s.session(&mut parts.headers, affinity::unix_now()));
 
     let mut excluded = Excluded::default();
     let mut attempts_left = group.retries;
@@ -123,7 +127,8 @@ async fn proxy(
             uri: &ctx_uri,
             headers: &prepared,
         };
-        let Some(index) = group.pick(&ctx, &excluded) else {
+        let pinned = session.as_ref().and_then(Session::pinned);
+        let Some(index) = group.pick_pinned(pinned, &ctx, &excluded) else {
             tracing::warn!(route = %route.name, group = %group.name, "no usable server in group");
             return error_response(ErrorKind::NoServer.status(), record);
         };
@@ -153,6 +158,9 @@ async fn proxy(
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::rewrite_response(&mut rparts.headers, rparts.version);
+                if let Some(s) = &session {
+                    s.finish(index, conn.client.proto == "https", &mut rparts.headers);
+                }
                 rparts.version = Version::HTTP_11;
                 if let Some(r) = &mut record {
                     r.server = Some(server.id.clone());

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::affinity::Sticky;
 use crate::balancer::{self, Balancer, PickContext};
 use crate::config::{GroupConfig, Timeouts};
 use crate::forward::UpstreamClient;
@@ -48,6 +49,8 @@ pub struct ServerGroup {
     pub balancer: Box<dyn Balancer>,
     /// The pooled upstream client of this group.
     pub client: UpstreamClient,
+    /// Cookie affinity (`sticky:`); `None` for groups without it.
+    pub sticky: Option<Sticky>,
 }
 
 impl ServerGroup {
@@ -59,12 +62,14 @@ impl ServerGroup {
             .map(|s| Server::new(s, registry.state(&config.name, &s.id)))
             .collect();
         let balancer = balancer::build(config.algorithm, &servers);
+        let sticky = config.sticky.as_ref().map(|s| Sticky::new(s, &servers));
         ServerGroup {
             name: config.name.clone(),
             timeouts: config.timeouts,
             retries: config.retries,
             balancer,
             client: crate::forward::client(config),
+            sticky,
             servers,
         }
     }
@@ -73,8 +78,28 @@ impl ServerGroup {
     /// server indexes already tried by this request), or `None` when no server
     /// is usable. Allocates nothing.
     pub fn pick(&self, ctx: &PickContext<'_>, excluded: &Excluded) -> Option<usize> {
-        let usable = |i: usize| !excluded.contains(i) && self.servers[i].state.is_healthy();
+        let usable = |i: usize| self.usable(i, excluded);
         self.balancer.pick(&self.servers, ctx, &usable)
+    }
+
+    /// True when server index `i` may receive this request: it exists, is
+    /// healthy and is not in `excluded`.
+    pub fn usable(&self, i: usize, excluded: &Excluded) -> bool {
+        !excluded.contains(i) && self.servers.get(i).is_some_and(|s| s.state.is_healthy())
+    }
+
+    /// `pinned` when it is [usable](Self::usable) (sticky sessions: the
+    /// server a valid affinity cookie names), else [`pick`](Self::pick).
+    pub fn pick_pinned(
+        &self,
+        pinned: Option<usize>,
+        ctx: &PickContext<'_>,
+        excluded: &Excluded,
+    ) -> Option<usize> {
+        match pinned {
+            Some(i) if self.usable(i, excluded) => Some(i),
+            _ => self.pick(ctx, excluded),
+        }
     }
 }
 
