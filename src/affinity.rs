@@ -248,9 +248,10 @@ impl Session<'_> {
     pub fn set_cookie(&self, served: usize, tls: bool) -> Option<http::HeaderValue> {
         let s = self.sticky;
         if let Some((pinned, issued)) = self.pin {
-            let fresh = s
-                .max_age
-                .is_none_or(|max| self.now.saturating_sub(issued) <= max / 2);
+            let fresh = match s.max_age {
+                None => true,
+                Some(max) => self.now.saturating_sub(issued) <= max / 2,
+            };
             if pinned == served && fresh {
                 return None;
             }

@@ -222,7 +222,7 @@ mod tests {
             b"x".to_vec(),
             b"not base64 at all!!".to_vec(),
             format!("{good}=").into_bytes(),
-            good[..good.len() - 1].as_bytes().to_vec(),
+            good.as_bytes()[..good.len() - 1].to_vec(),
             format!("{good}A").into_bytes(),
             "A".repeat(MAX_ENCODED + 1).into_bytes(),
             "A".repeat(MAX_ENCODED).into_bytes(),
