@@ -172,7 +172,7 @@ async fn proxy(
                 drop(guard);
                 let can_retry = err.retryable
                     && attempts_left > 0
-                    && slot.as_ref().is_none_or(BodySlot::is_untouched);
+                    && slot.as_ref().map_or(true, BodySlot::is_untouched);
                 tracing::warn!(
                     route = %route.name,
                     group = %group.name,

@@ -17,8 +17,11 @@ use super::server::{Server, ServerState};
 /// Locked only while a config is being built, never on the request path.
 #[derive(Debug, Default)]
 pub struct StateRegistry {
-    states: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<ServerState>>>,
+    states: Mutex<HashMap<StateKey, Arc<ServerState>>>,
 }
+
+/// (group name, server id).
+type StateKey = (Arc<str>, Arc<str>);
 
 impl StateRegistry {
     /// The state of server `id` of `group`, created when new.
