@@ -289,7 +289,11 @@ mod tests {
                 Server::new(&c, Arc::new(ServerState::default()))
             })
             .collect();
-        let config = StickyConfig {
+        Sticky::new(&test_config(max_age), &servers)
+    }
+
+    fn test_config(max_age: Option<u64>) -> StickyConfig {
+        StickyConfig {
             cookie: Arc::from("s"),
             max_age: max_age.map(Duration::from_secs),
             path: Arc::from("/"),
@@ -298,14 +302,59 @@ mod tests {
             same_site: SameSite::Lax,
             http_only: true,
             secret: Some(AffinitySecret::new(b"0123456789abcdef").unwrap()),
-        };
-        Sticky::new(&config, &servers)
+        }
     }
 
     fn headers(cookie: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
         h
+    }
+
+    /// Log lines written while `f` runs on this thread.
+    fn captured_logs(f: impl FnOnce()) -> String {
+        use std::sync::Mutex;
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn random_secret_is_made_once_with_one_warning() {
+        // The only test of this binary that uses the process secret.
+        let logs = captured_logs(|| {
+            let c = StickyConfig {
+                secret: None,
+                ..test_config(None)
+            };
+            let one = Sticky::new(&c, &[]);
+            let two = Sticky::new(&c, &[]);
+            let v = one.key().encode("a", 1);
+            assert!(
+                two.key().decode(v.as_bytes()).is_some(),
+                "same process secret"
+            );
+            assert_eq!(process_secret().bytes().len(), RANDOM_SECRET_LEN);
+        });
+        assert_eq!(logs.matches("WARN").count(), 1, "{logs}");
+        assert!(logs.contains("will not survive a restart"), "{logs}");
     }
 
     #[test]
