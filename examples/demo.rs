@@ -7,6 +7,10 @@
 //! cargo run --release --example demo [-- CONFIG]
 //! ```
 //!
+//! The example config reads the sticky-cookie secret from
+//! `WEIR_AFFINITY_SECRET`; when it is unset the demo sets a fixed dev-only
+//! value (and says so), so the demo starts as is.
+//!
 //! Logs: `RUST_LOG` as usual; the default hides the per-request access log
 //! (`info,weir::access=off`) so that a `hey` run does not flood the terminal.
 
@@ -19,8 +23,27 @@ use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Dev-only affinity secret used when `WEIR_AFFINITY_SECRET` is unset.
+const DEV_AFFINITY_SECRET: &str = "weir-demo-dev-only-affinity-secret";
+
+fn main() -> ExitCode {
+    // Before any thread exists: the environment is process-global.
+    if std::env::var_os("WEIR_AFFINITY_SECRET").is_none() {
+        std::env::set_var("WEIR_AFFINITY_SECRET", DEV_AFFINITY_SECRET);
+        println!(
+            "WEIR_AFFINITY_SECRET is unset: the demo uses a fixed dev-only secret for sticky cookies"
+        );
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,weir::access=off"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -79,6 +102,7 @@ async fn main() -> ExitCode {
     if let Some(a) = http {
         let port = a.port();
         println!("  curl http://localhost:{port}/profile/me");
+        println!("  curl -s -c jar.txt -b jar.txt http://localhost:{port}/repositories/1   # sticky: same server every time");
         println!("  curl --http2-prior-knowledge http://localhost:{port}/repositories/7");
         println!("  curl -i http://localhost:{port}/nowhere              # 404: no route");
         println!("  hey -n 20000 -c 50 http://localhost:{port}/repositories/1");

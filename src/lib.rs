@@ -3,8 +3,9 @@
 //! The data path, one module per step: [`listener`] (accept, TLS) →
 //! [`proxy::service`] (decode, route, pick, forward, respond) → [`route`]
 //! (the route table) → [`upstream`] and [`balancer`] (server groups and their
-//! algorithms) → [`forward`] (pooled upstream client). [`config`] reads and
-//! validates the YAML file.
+//! algorithms; [`affinity`] pins sticky clients before the balancer picks) →
+//! [`forward`] (pooled upstream client). [`config`] reads and validates the
+//! YAML file.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod affinity;
 pub mod balancer;
 pub mod config;
 pub mod error;

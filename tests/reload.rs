@@ -35,7 +35,7 @@ fn yaml(listener_port: u16, servers: &[&Upstream], extra_route: bool) -> String 
     s
 }
 
-async fn start_from_file(path: &PathBuf) -> weir::Running {
+async fn start_from_file(path: &std::path::Path) -> weir::Running {
     init_logging();
     let config = weir::config::load_file(path).expect("valid config");
     weir::Proxy::new(config).start().await.expect("starts")

@@ -7,6 +7,7 @@
 //! [`Spanned`] so that [`validate`] can name their line and column. Defaults
 //! are documented on each field and applied in [`validate`].
 
+mod affinity;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -34,9 +35,10 @@ pub struct RawConfig {
     pub listeners: Vec<RawListener>,
     /// The admin listener (`/metrics`, `/status`, `/healthz`, `/reload`); absent = none.
     pub admin: Option<RawAdmin>,
-    /// The sticky-cookie secret: not supported yet.
+    /// The key of sticky cookies (`groups.*.sticky`). Absent: a random key
+    /// per process, with a warning.
     #[serde(default)]
-    pub affinity: Reserved,
+    pub affinity: Option<Spanned<RawAffinity>>,
     /// JWT verification keys: not supported yet.
     #[serde(default)]
     pub jwt: Reserved,
@@ -142,9 +144,9 @@ pub struct RawGroup {
     pub hash_key: Reserved,
     /// The servers (endpoints).
     pub servers: Spanned<Vec<RawServer>>,
-    /// Sticky-cookie affinity: not supported yet.
+    /// Sticky-cookie affinity: pins a client to one server.
     #[serde(default)]
-    pub sticky: Reserved,
+    pub sticky: Option<Spanned<RawSticky>>,
     /// Active health checks: not supported yet.
     #[serde(default)]
     pub health_check: Reserved,
@@ -157,6 +159,44 @@ pub struct RawGroup {
     /// Upstream connection pool settings.
     #[serde(default)]
     pub pool: RawPool,
+}
+
+/// The sticky-cookie key: exactly one of `secret_env`, `secret_file`, `secret`.
+/// Every weir instance with the same secret honors the others' cookies.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAffinity {
+    /// Name of the environment variable holding the secret (read at load time).
+    pub secret_env: Option<Spanned<String>>,
+    /// File holding the secret (relative to the config file's directory;
+    /// surrounding whitespace, such as a final newline, is ignored).
+    pub secret_file: Option<Spanned<PathBuf>>,
+    /// The secret itself, written in the file (at least 16 bytes).
+    pub secret: Option<Spanned<String>>,
+}
+
+/// Cookie affinity of a group (`groups.NAME.sticky`): weir inserts a signed
+/// cookie naming the server that answered, and sends later requests that
+/// carry it to the same server while it is usable.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSticky {
+    /// Cookie name (an RFC 6265 token, e.g. `weir_repo`).
+    pub cookie: Spanned<String>,
+    /// Lifetime, a humantime duration of whole seconds (`1h`); sent as
+    /// `Max-Age` and checked on every request. Absent: a session cookie.
+    pub max_age: Option<Spanned<String>>,
+    /// Cookie `Path` attribute (default `/`).
+    pub path: Option<Spanned<String>>,
+    /// Cookie `Domain` attribute (default: none, host-only cookie).
+    pub domain: Option<Spanned<String>>,
+    /// `Secure` attribute: absent = when the request came over TLS; `true` =
+    /// always (weir behind a TLS terminator); `false` = never.
+    pub secure: Option<Spanned<bool>>,
+    /// `SameSite` attribute: `lax` (default), `strict` or `none` (`none` implies `Secure`).
+    pub same_site: Option<Spanned<String>>,
+    /// `HttpOnly` attribute (default `true`).
+    pub http_only: Option<bool>,
 }
 
 /// One server (endpoint) of a group.

@@ -17,6 +17,7 @@ use rustls::sign::CertifiedKey;
 use serde_saphyr::Location;
 
 use super::{ConfigError, ConfigErrors, RawConfig, RawGroup, RawListener, RawRoute, Reserved};
+use crate::affinity::{AffinitySecret, StickyConfig};
 use crate::listener::tls;
 use crate::route::{HeaderMatch, HostMatch, PathMatch, Route};
 
@@ -58,6 +59,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// FNV-1a hash of the file's bytes (the `weir_config_hash` metric).
     pub hash: u64,
+    /// The sticky-cookie secret (`affinity:`); `None` = random per process.
+    pub affinity: Option<AffinitySecret>,
 }
 
 /// A validated listener.
@@ -100,6 +103,8 @@ pub struct GroupConfig {
     pub timeouts: Timeouts,
     /// Extra attempts on another server when safe.
     pub retries: u32,
+    /// Cookie affinity (`sticky:`), if any.
+    pub sticky: Option<StickyConfig>,
     /// Idle time of a pooled upstream connection.
     pub pool_idle_timeout: Duration,
     /// Cap of idle pooled connections per server.
@@ -126,13 +131,19 @@ pub struct Timeouts {
     pub response: Duration,
 }
 
-struct Errors<'a> {
+/// The errors found so far; each names the file, line, column and key.
+pub(super) struct Errors<'a> {
     file: &'a Path,
-    list: Vec<ConfigError>,
+    pub(super) list: Vec<ConfigError>,
 }
 
 impl Errors<'_> {
-    fn at(&mut self, loc: Option<&Location>, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn at(
+        &mut self,
+        loc: Option<&Location>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         let (line, column) = loc.map_or((0, 0), |l| (l.line(), l.column()));
         self.list.push(ConfigError {
             file: self.file.to_path_buf(),
@@ -176,7 +187,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
                 None
             }
         });
-    errs.reserved(&raw.affinity, "affinity");
+    let secret = super::affinity::secret(raw.affinity.as_ref(), base, &mut errs);
     errs.reserved(&raw.jwt, "jwt");
 
     if raw.listeners.is_empty() {
@@ -205,10 +216,11 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         .collect();
     let mut groups = Vec::new();
     for (name, g) in &raw.groups {
-        if let Some(g) = group(name, g, &mut errs) {
+        if let Some(g) = group(name, g, secret.as_ref(), &mut errs) {
             groups.push(g);
         }
     }
+    super::affinity::unique_cookie_names(&raw.groups, &mut errs);
 
     let mut routes = Vec::new();
     for (i, r) in raw.routes.iter().enumerate() {
@@ -231,6 +243,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         drain_timeout: raw.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         admin,
         hash: 0,
+        affinity: secret,
     })
 }
 
@@ -314,7 +327,12 @@ fn resolve_bind_address(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
-fn group(name: &str, g: &RawGroup, errs: &mut Errors) -> Option<GroupConfig> {
+fn group(
+    name: &str,
+    g: &RawGroup,
+    secret: Option<&AffinitySecret>,
+    errs: &mut Errors,
+) -> Option<GroupConfig> {
     let key = format!("groups.{name}");
     let before = errs.list.len();
     let algorithm = match g.algorithm.as_ref().map(|a| (a.value.as_str(), a)) {
@@ -348,7 +366,6 @@ fn group(name: &str, g: &RawGroup, errs: &mut Errors) -> Option<GroupConfig> {
         }
     };
     errs.reserved(&g.hash_key, format!("{key}.hash_key"));
-    errs.reserved(&g.sticky, format!("{key}.sticky"));
     errs.reserved(&g.health_check, format!("{key}.health_check"));
 
     if g.servers.value.is_empty() {
@@ -407,6 +424,11 @@ fn group(name: &str, g: &RawGroup, errs: &mut Errors) -> Option<GroupConfig> {
         });
     }
 
+    let sticky = g
+        .sticky
+        .as_ref()
+        .and_then(|s| super::affinity::sticky(s, &key, secret, &servers, errs));
+
     let retries = g.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value);
     if let Some(r) = &g.retries {
         if r.value > 16 {
@@ -429,6 +451,7 @@ fn group(name: &str, g: &RawGroup, errs: &mut Errors) -> Option<GroupConfig> {
             response: g.timeouts.response.unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
         },
         retries,
+        sticky,
         pool_idle_timeout: g.pool.idle_timeout.unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
         pool_max_idle_per_server: g.pool.max_idle_per_server.unwrap_or(DEFAULT_POOL_MAX_IDLE),
     })

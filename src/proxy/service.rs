@@ -15,6 +15,7 @@ use super::body::{BodySlot, ProxyBody, UpstreamBody};
 use super::headers::{self, ClientInfo};
 use super::upgrade;
 use super::Snapshot;
+use crate::affinity::{self, Session};
 use crate::balancer::PickContext;
 use crate::error::ErrorKind;
 use crate::forward;
@@ -127,6 +128,9 @@ async fn proxy(
     if let Some(u) = &upgrade {
         u.restore_request_headers(&mut parts.headers);
     }
+    // Sticky sessions (affinity.rs): read, verify and strip the affinity cookie.
+    let session =
+        (group.sticky.as_ref()).map(|s| s.session(&mut parts.headers, affinity::unix_now()));
 
     let mut excluded = Excluded::default();
     let mut attempts_left = group.retries;
@@ -137,7 +141,8 @@ async fn proxy(
             uri: &ctx_uri,
             headers: &prepared,
         };
-        let Some(index) = group.pick(&ctx, &excluded) else {
+        let pinned = session.as_ref().and_then(Session::pinned);
+        let Some(index) = group.pick_pinned(pinned, &ctx, &excluded) else {
             tracing::warn!(route = %route.name, group = %group.name, "no usable server in group");
             metrics::inc(&group.stats.no_server);
             observe(503);
@@ -189,6 +194,9 @@ async fn proxy(
                 };
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::rewrite_response(&mut rparts.headers, rparts.version);
+                if let Some(s) = &session {
+                    s.finish(index, conn.client.proto == "https", &mut rparts.headers);
+                }
                 rparts.version = Version::HTTP_11;
                 return Response::from_parts(rparts, ProxyBody::upstream(rbody, guard, record));
             }
@@ -202,7 +210,7 @@ async fn proxy(
                 });
                 let can_retry = err.retryable
                     && attempts_left > 0
-                    && slot.as_ref().is_none_or(BodySlot::is_untouched);
+                    && slot.as_ref().map_or(true, BodySlot::is_untouched);
                 tracing::warn!(
                     route = %route.name,
                     group = %group.name,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::affinity::Sticky;
 use crate::balancer::{self, Balancer, PickContext};
 use crate::config::{GroupConfig, Timeouts};
 use crate::forward::UpstreamClient;
@@ -17,7 +18,7 @@ use super::server::{Server, ServerState};
 /// Locked only while a config is being built, never on the request path.
 #[derive(Debug, Default)]
 pub struct StateRegistry {
-    states: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<ServerState>>>,
+    states: Mutex<HashMap<StateKey, Arc<ServerState>>>,
     routes: Mutex<HashMap<Arc<str>, Arc<RouteStats>>>,
     groups: Mutex<HashMap<Arc<str>, Arc<GroupStats>>>,
     listeners: Mutex<HashMap<Arc<str>, Arc<ListenerStats>>>,
@@ -36,6 +37,9 @@ fn sorted<T>(map: &Mutex<HashMap<Arc<str>, Arc<T>>>) -> Vec<(Arc<str>, Arc<T>)> 
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
+
+/// (group name, server id).
+type StateKey = (Arc<str>, Arc<str>);
 
 impl StateRegistry {
     /// Counters of the route named `name` (kept across reloads).
@@ -96,6 +100,8 @@ pub struct ServerGroup {
     pub balancer: Box<dyn Balancer>,
     /// The pooled upstream client of this group.
     pub client: UpstreamClient,
+    /// Cookie affinity (`sticky:`); `None` for groups without it.
+    pub sticky: Option<Sticky>,
     /// What the client was built from; a rebuilt group with the same settings
     /// keeps the client, and with it the pooled connections.
     client_settings: ClientSettings,
@@ -134,6 +140,7 @@ impl ServerGroup {
             .map(|s| Server::new(s, registry.state(&config.name, &s.id)))
             .collect();
         let balancer = balancer::build(config.algorithm, &servers);
+        let sticky = config.sticky.as_ref().map(|s| Sticky::new(s, &servers));
         ServerGroup {
             name: config.name.clone(),
             timeouts: config.timeouts,
@@ -142,6 +149,7 @@ impl ServerGroup {
             client,
             client_settings,
             stats: registry.group_stats(&config.name),
+            sticky,
             servers,
         }
     }
@@ -150,11 +158,32 @@ impl ServerGroup {
     /// server indexes already tried by this request), or `None` when no server
     /// is usable. Allocates nothing.
     pub fn pick(&self, ctx: &PickContext<'_>, excluded: &Excluded) -> Option<usize> {
-        let usable = |i: usize| {
-            let state = &self.servers[i].state;
-            !excluded.contains(i) && state.is_healthy() && !state.is_drained()
-        };
+        let usable = |i: usize| self.usable(i, excluded);
         self.balancer.pick(&self.servers, ctx, &usable)
+    }
+
+    /// True when server index `i` may receive this request: it exists, is
+    /// healthy and is not in `excluded`.
+    pub fn usable(&self, i: usize, excluded: &Excluded) -> bool {
+        !excluded.contains(i)
+            && self
+                .servers
+                .get(i)
+                .is_some_and(|s| s.state.is_healthy() && !s.state.is_drained())
+    }
+
+    /// `pinned` when it is [usable](Self::usable) (sticky sessions: the
+    /// server a valid affinity cookie names), else [`pick`](Self::pick).
+    pub fn pick_pinned(
+        &self,
+        pinned: Option<usize>,
+        ctx: &PickContext<'_>,
+        excluded: &Excluded,
+    ) -> Option<usize> {
+        match pinned {
+            Some(i) if self.usable(i, excluded) => Some(i),
+            _ => self.pick(ctx, excluded),
+        }
     }
 }
 
