@@ -346,6 +346,13 @@ pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigErrors> {
         // `Spanned<T>` adds a `.value` step to the path that the user did not write.
         let key = key.replace(".value", "");
         let key = if key == "." { String::new() } else { key };
+        // For unknown keys and bad values serde-saphyr reports the start of
+        // the enclosing mapping; point at the key itself.
+        let field = match message.strip_prefix("unknown field `") {
+            Some(rest) => rest.split('`').next().unwrap_or(""),
+            None => last_key(&key),
+        };
+        let (line, column) = locate_key(text, line, column, field).unwrap_or((line, column));
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
             line,
@@ -354,4 +361,45 @@ pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigErrors> {
             message,
         }])
     })
+}
+
+/// The last mapping key of a dotted path: `a.b[2].c` → `c`, `a.b[2]` → ``.
+fn last_key(path: &str) -> &str {
+    let last = path.rsplit('.').next().unwrap_or("");
+    if last.contains('[') {
+        ""
+    } else {
+        last
+    }
+}
+
+/// Finds `key:` among the keys of the block mapping that starts at
+/// `line:column` (1-based), scanning down until the mapping ends.
+fn locate_key(text: &str, line: u64, column: u64, key: &str) -> Option<(u64, u64)> {
+    if key.is_empty() || line == 0 || column == 0 {
+        return None;
+    }
+    let indent = usize::try_from(column - 1).ok()?;
+    let first = usize::try_from(line - 1).ok()?;
+    for (i, l) in text.lines().enumerate().skip(first) {
+        let content = l.trim_start();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        let lead = l.len() - content.len();
+        if i > first && lead < indent {
+            break; // left the mapping
+        }
+        let Some(at) = l.get(indent..) else { continue };
+        // The first key of a sequence item sits after "- " on the dash's line.
+        let prefix_ok = i == first || lead == indent;
+        if prefix_ok {
+            if let Some(rest) = at.strip_prefix(key) {
+                if rest.trim_start().starts_with(':') {
+                    return Some((i as u64 + 1, column));
+                }
+            }
+        }
+    }
+    None
 }

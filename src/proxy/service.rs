@@ -134,6 +134,9 @@ async fn proxy(
 
     let mut excluded = Excluded::default();
     let mut attempts_left = group.retries;
+    // The status of the last failed attempt: when the retries run out of
+    // servers, the client gets that (502), not "no server" (503).
+    let mut last_failure: Option<StatusCode> = None;
     let mut prepared = parts.headers;
     loop {
         let ctx = PickContext {
@@ -143,6 +146,10 @@ async fn proxy(
         };
         let pinned = session.as_ref().and_then(Session::pinned);
         let Some(index) = group.pick_pinned(pinned, &ctx, &excluded) else {
+            if let Some(status) = last_failure {
+                observe(status.as_u16());
+                return error_response(status, record);
+            }
             tracing::warn!(route = %route.name, group = %group.name, "no usable server in group");
             metrics::inc(&group.stats.no_server);
             observe(503);
@@ -230,6 +237,7 @@ async fn proxy(
                     return error_response(status, record);
                 }
                 metrics::inc(&stats.retries);
+                last_failure = Some(err.status());
                 excluded.insert(index);
                 attempts_left -= 1;
             }

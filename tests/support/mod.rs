@@ -307,3 +307,107 @@ pub async fn get(addr: SocketAddr, path: &str) -> Reply {
 pub fn path(rel: &str) -> PathBuf {
     root().join(Path::new(rel))
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for raw sockets, explicit Host headers and HTTP/2 prior knowledge.
+
+/// Fails the test when `fut` takes longer than `secs` seconds.
+pub async fn within<F: Future>(secs: u64, what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: did not finish within {secs}s"),
+    }
+}
+
+/// Writes `request` on a fresh TCP connection to `addr`, then reads until the
+/// server closes the connection (at most 10 s). Returns the bytes read as text.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "server did not close the connection within 10s; got so far:\n{}",
+        String::from_utf8_lossy(&out)
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP/1.x response (`HTTP/1.1 404 Not Found` → 404).
+pub fn raw_status(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
+}
+
+/// The header section of a raw HTTP/1.x response, lower-cased names →
+/// values, in order (repeated fields appear repeatedly).
+pub fn raw_headers(response: &str) -> Vec<(String, String)> {
+    let head = response.split("\r\n\r\n").next().unwrap_or("");
+    head.split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect()
+}
+
+/// The body of a raw HTTP/1.x response (everything after the blank line;
+/// chunked framing is not decoded).
+pub fn raw_body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// `method` `http://addr{path}` with an explicit `Host` header, on a fresh client.
+pub async fn request_host(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header(http::header::HOST, host);
+    for (n, v) in headers {
+        b = b.header(*n, *v);
+    }
+    send(&client(), b.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+/// Sends `req` as HTTP/2 with prior knowledge on a fresh TCP connection to
+/// `addr` (hyper's connection API, so the request's `:authority` can name any
+/// host while the socket goes to `addr`). 10 s timeout.
+pub async fn h2c_request(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
+    within(10, "h2c request", async {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("h2c handshake");
+        tokio::spawn(conn);
+        let resp = sender.send_request(req).await.expect("h2c request");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Reply {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        }
+    })
+    .await
+}
