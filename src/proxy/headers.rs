@@ -114,6 +114,7 @@ pub fn rewrite_request(
     host: Option<&HeaderValue>,
 ) {
     remove_hop_by_hop(headers);
+    join_cookies(headers);
     // weir answers `Expect: 100-continue` itself when it starts reading the body.
     headers.remove(header::EXPECT);
     headers.append(header::VIA, via_value(version));
@@ -172,6 +173,26 @@ pub fn rewrite_request(
     }
 }
 
+/// Joins several `Cookie` fields into one with `"; "`, as an HTTP/2 client
+/// may split them and an HTTP/1.1 server expects one (RFC 9113 §8.2.3,
+/// RFC 6265 §5.4). Allocates only when there are several.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::with_capacity(128);
+    for v in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
 /// Rewrites a response's headers for the client: hop-by-hop fields removed,
 /// `Via` added with the upstream's protocol version.
 pub fn rewrite_response(headers: &mut HeaderMap, upstream_version: Version) {
@@ -204,6 +225,16 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn split_cookies_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h[header::COOKIE], "a=1; b=2");
     }
 
     #[test]
