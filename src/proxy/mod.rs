@@ -27,7 +27,7 @@ impl Snapshot {
     /// Builds the snapshot of `config`, keeping live server state from `registry`.
     pub fn build(config: &Config, registry: &StateRegistry) -> Self {
         Snapshot {
-            routes: RouteTable::new(config.routes.clone()),
+            routes: RouteTable::new(config.routes.clone()).with_jwt(config.jwt.clone()),
             groups: config
                 .groups
                 .iter()

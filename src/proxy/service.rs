@@ -18,7 +18,8 @@ use crate::balancer::PickContext;
 use crate::error::ErrorKind;
 use crate::forward;
 use crate::listener::ConnActivity;
-use crate::route::{self, RequestView};
+use crate::route::jwt::{RequestToken, TokenOutcome, Verified};
+use crate::route::{self, RequestView, Route};
 use crate::upstream::group::Excluded;
 
 /// What the service knows about the downstream connection a request came on.
@@ -87,14 +88,12 @@ async fn proxy(
         .and_then(|h| h.to_str().ok())
         .map(route::host_without_port);
     let path = route::path::normalize(req.uri().path());
-    let view = RequestView {
-        host: host_str,
-        path: &path,
-        method: req.method(),
-        headers: req.headers(),
-    };
-    let Some(route) = snapshot.routes.lookup(&view) else {
-        return error_response(ErrorKind::NoRoute.status(), record);
+    let (route, claims) = match route_request(snapshot, &req, host_str, &path) {
+        Routed::Route(route, claims) => (route, claims),
+        Routed::NoRoute { invalid_token } if invalid_token => {
+            return unauthorized(record);
+        }
+        Routed::NoRoute { .. } => return error_response(ErrorKind::NoRoute.status(), record),
     };
     let Some(group) = snapshot.groups.get(route.group) else {
         return error_response(StatusCode::INTERNAL_SERVER_ERROR, record);
@@ -113,6 +112,10 @@ async fn proxy(
         parts.version,
         host.as_ref(),
     );
+    if !route.forward_claims.is_empty() {
+        let claims = claims.as_deref().map(|v| &v.claims);
+        route::claims::forward(&route.forward_claims, claims, &mut parts.headers);
+    }
 
     let mut excluded = Excluded::default();
     let mut attempts_left = group.retries;
@@ -185,6 +188,64 @@ async fn proxy(
             }
         }
     }
+}
+
+/// The outcome of the route lookup.
+enum Routed<'s> {
+    /// The route, and the verified claims when the route forwards claims.
+    Route(&'s Route, Option<Arc<Verified>>),
+    /// No route matched; `invalid_token` when the request carried a bearer
+    /// token that failed verification.
+    NoRoute { invalid_token: bool },
+}
+
+/// Finds the route of a request. The bearer token, when a `jwt` section is
+/// configured, is looked at lazily and at most once: only by routes with a
+/// jwt matcher or `forward_claims`, or to tell 401 from 404 when nothing matched.
+fn route_request<'s>(
+    snapshot: &'s Snapshot,
+    req: &Request<Incoming>,
+    host: Option<&str>,
+    path: &str,
+) -> Routed<'s> {
+    let token = snapshot
+        .routes
+        .jwt()
+        .map(|v| RequestToken::new(v, req.headers()));
+    let view = RequestView {
+        host,
+        path,
+        method: req.method(),
+        headers: req.headers(),
+        query: req.uri().query(),
+        token: token.as_ref(),
+    };
+    match snapshot.routes.lookup(&view) {
+        Some(route) => {
+            let claims = if route.forward_claims.is_empty() {
+                None
+            } else {
+                token.as_ref().and_then(|t| t.verified().cloned())
+            };
+            Routed::Route(route, claims)
+        }
+        None => Routed::NoRoute {
+            invalid_token: token
+                .as_ref()
+                .is_some_and(|t| matches!(t.outcome(), TokenOutcome::Invalid)),
+        },
+    }
+}
+
+/// 401 for a request whose bearer token failed verification when no route
+/// matched it: `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3).
+fn unauthorized(record: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
+    let mut resp = error_response(StatusCode::UNAUTHORIZED, record);
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    resp
 }
 
 /// A short plain-text error response (`502 Bad Gateway\n`).
