@@ -16,6 +16,7 @@ use super::server::{Server, ServerState};
 /// Locked only while a config is being built, never on the request path.
 #[derive(Debug, Default)]
 pub struct StateRegistry {
+    #[allow(clippy::type_complexity)]
     states: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<ServerState>>>,
 }
 
