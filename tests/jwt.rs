@@ -896,3 +896,29 @@ fn config_errors_are_located() {
         &["routes[0].forward_claims.sub", "managed by weir"],
     );
 }
+
+/// Routes without a jwt matcher (or whose cheaper matchers fail first) never
+/// verify the token.
+#[tokio::test]
+async fn routes_without_jwt_matchers_do_not_verify() {
+    let f = fixture().await;
+    let addr = f.proxy.local_addr("http").unwrap();
+    let snapshot = f.proxy.snapshot();
+    let verifier = snapshot.routes.jwt().unwrap();
+    let token = hs(&claims(json!({"region": "eu"})));
+    // /open is the last route: the four jwt routes before it fail on their path first.
+    for _ in 0..3 {
+        assert_eq!(
+            bearer(addr, "/open", &token).await.server().as_deref(),
+            Some("open")
+        );
+    }
+    assert_eq!(verifier.verifications(), 0);
+    assert_eq!(verifier.cached(), 0);
+    assert_eq!(
+        bearer(addr, "/profile", &token).await.server().as_deref(),
+        Some("eu")
+    );
+    assert_eq!(verifier.verifications(), 1);
+    assert!(f.proxy.shutdown().await);
+}
