@@ -1,7 +1,9 @@
 //! The weir demo: starts the upstream servers that a config names (by default
-//! `routes.example.yaml`: a `repositories` cluster of 3 servers and a
-//! `profile` cluster of 2, with weights) and weir on that config, then prints
-//! curl and hey commands to try. Ctrl-C stops everything gracefully.
+//! `routes.example.yaml`: a `repositories` cluster of 3 servers with weights,
+//! and `profile` / `profile_eu` clusters of 2 chosen by a JWT `region` claim)
+//! and weir on that config, then prints curl and hey commands to try, with
+//! ready-made bearer tokens (signed with the config's HS256 dev secret, valid
+//! 24 h). Ctrl-C stops everything gracefully.
 //!
 //! ```text
 //! cargo run --release --example demo [-- CONFIG]
@@ -52,6 +54,7 @@ async fn run() -> ExitCode {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("routes.example.yaml"));
+    let tokens = demo_tokens(&path);
     let config = match weir::config::load_file(&path) {
         Ok(c) => c,
         Err(errors) => {
@@ -107,6 +110,21 @@ async fn run() -> ExitCode {
         println!("  curl -i http://localhost:{port}/nowhere              # 404: no route");
         println!("  hey -n 20000 -c 50 http://localhost:{port}/repositories/1");
     }
+    if let (Some(a), false) = (http, tokens.is_empty()) {
+        let port = a.port();
+        println!();
+        println!("JWT routing (docs/jwt.md); these tokens are valid for 24 h:");
+        for (region, token) in &tokens {
+            println!("  TOKEN_{}={token}", region.to_ascii_uppercase());
+        }
+        for (region, _) in &tokens {
+            println!(
+                "  curl -H \"Authorization: Bearer $TOKEN_{}\" http://localhost:{port}/profile/me   # region {region}",
+                region.to_ascii_uppercase()
+            );
+        }
+        println!("  curl -i -H \"Authorization: Bearer not-a-token\" http://localhost:{port}/account   # 401 invalid_token");
+    }
     println!("Ctrl-C stops the demo.");
     println!();
 
@@ -114,4 +132,61 @@ async fn run() -> ExitCode {
     tracing::info!("stopping");
     running.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Mints one token per demo region (`eu`, `us`) with the first HS256/384/512
+/// key of the config's `jwt` section that has an inline `secret` (or
+/// `secret_env`), with the configured issuer and audience, valid 24 h.
+/// Empty when the config has no such key.
+fn demo_tokens(path: &std::path::Path) -> Vec<(&'static str, String)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok(raw) = weir::config::parse(&text, path) else {
+        return Vec::new();
+    };
+    let Some(jwt) = raw.jwt.map(|j| j.value) else {
+        return Vec::new();
+    };
+    let key = jwt.keys.iter().find_map(|k| {
+        let alg: jsonwebtoken::Algorithm = k.algorithm.value.parse().ok()?;
+        let secret = match (&k.secret, &k.secret_env) {
+            (Some(s), _) => s.value.clone(),
+            (None, Some(env)) => std::env::var(&env.value).ok()?,
+            _ => return None,
+        };
+        matches!(
+            alg,
+            jsonwebtoken::Algorithm::HS256
+                | jsonwebtoken::Algorithm::HS384
+                | jsonwebtoken::Algorithm::HS512
+        )
+        .then(|| (alg, secret, k.kid.as_ref().map(|k| k.value.clone())))
+    });
+    let Some((alg, secret, kid)) = key else {
+        return Vec::new();
+    };
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid;
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let now = jsonwebtoken::get_current_timestamp();
+    ["eu", "us"]
+        .into_iter()
+        .filter_map(|region| {
+            let mut claims = serde_json::json!({
+                "sub": format!("demo-user-{region}"),
+                "region": region,
+                "iat": now,
+                "exp": now + 24 * 3600,
+            });
+            if let Some(iss) = &jwt.issuer {
+                claims["iss"] = iss.value.clone().into();
+            }
+            if let Some(aud) = &jwt.audience {
+                claims["aud"] = aud.value.clone().into();
+            }
+            let token = jsonwebtoken::encode(&header, &claims, &key).ok()?;
+            Some((region, token))
+        })
+        .collect()
 }

@@ -275,13 +275,13 @@ fn bad_duration_after_another_key_is_located() {
 }
 
 #[test]
-fn reserved_jwt_key_is_not_supported_yet() {
+fn unknown_jwt_algorithm_is_located() {
     let (file, lines) = check_fails(
         "jwt.yaml",
-        "listeners:\n  - address: 127.0.0.1:0\njwt:\n  keys:\n    - algorithm: HS256\n      secret: x\n",
+        "listeners:\n  - address: 127.0.0.1:0\njwt:\n  keys:\n    - algorithm: HS999\n      secret: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n\
+         routes:\n  - group: g\ngroups:\n  g:\n    servers:\n      - address: 127.0.0.1:1\n",
     );
-    // The key (3:1) or the start of its value (4:3).
-    assert_error(&lines, &file, &[(3, 1), (4, 3)], "jwt", "not supported yet");
+    assert_error(&lines, &file, &[(5, 18)], "jwt.keys[0].algorithm", "HS999");
 }
 
 #[test]
@@ -300,7 +300,7 @@ fn several_errors_are_all_printed() {
         "not-an-address",
     );
     assert_error(&lines, &file, &[(5, 12)], "routes[0].group", "nope");
-    assert_error(&lines, &file, &[(6, 1), (7, 3)], "jwt", "not supported yet");
+    assert_error(&lines, &file, &[(7, 3)], "jwt.keys", "at least one key");
     assert_error(
         &lines,
         &file,

@@ -8,6 +8,8 @@
 //! are documented on each field and applied in [`validate`].
 
 mod affinity;
+pub mod jwt;
+mod route_extra;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -18,6 +20,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 pub use serde_saphyr::Spanned;
 
+pub use jwt::{RawClaimValue, RawJwt, RawJwtKey};
 pub use validate::{
     Algorithm, Config, GroupConfig, ListenerConfig, RouteConfig, ServerConfig, Timeouts,
 };
@@ -39,9 +42,8 @@ pub struct RawConfig {
     /// per process, with a warning.
     #[serde(default)]
     pub affinity: Option<Spanned<RawAffinity>>,
-    /// JWT verification keys: not supported yet.
-    #[serde(default)]
-    pub jwt: Reserved,
+    /// Bearer-token (JWT) verification, needed by `jwt_claims` and `forward_claims`.
+    pub jwt: Option<Spanned<RawJwt>>,
     /// Ordered route table; the first route whose every matcher holds wins.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
@@ -112,6 +114,9 @@ pub struct RawRoute {
     pub matchers: RawMatch,
     /// The server group that serves matching requests.
     pub group: Spanned<String>,
+    /// Claim name → upstream header set from the verified bearer token;
+    /// client-sent copies of those headers are removed.
+    pub forward_claims: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 /// The matchers of a route.
@@ -126,11 +131,16 @@ pub struct RawMatch {
     pub path: Option<Spanned<String>>,
     /// Allowed methods (any when absent).
     pub methods: Option<Spanned<Vec<String>>>,
-    /// Header name → required value; `"*"` means present with any value.
+    /// Header name → required value; `"*"` means present with any value,
+    /// `~REGEX` a regular expression.
     pub headers: Option<Spanned<BTreeMap<String, String>>>,
-    /// JWT claim matchers: not supported yet.
-    #[serde(default)]
-    pub jwt_claims: Reserved,
+    /// Query parameter → required value (percent-decoded); `"*"` and `~REGEX` as for headers.
+    pub query: Option<Spanned<BTreeMap<String, String>>>,
+    /// Cookie → required value; `"*"` and `~REGEX` as for headers.
+    pub cookies: Option<Spanned<BTreeMap<String, String>>>,
+    /// Claim → required value of a valid bearer token; arrays match when
+    /// they contain the value, dots walk nested objects, `"*"` = present.
+    pub jwt_claims: Option<Spanned<BTreeMap<String, RawClaimValue>>>,
 }
 
 /// A server group (cluster).

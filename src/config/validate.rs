@@ -16,10 +16,11 @@ use http::{HeaderValue, Method};
 use rustls::sign::CertifiedKey;
 use serde_saphyr::Location;
 
+use super::route_extra;
 use super::{ConfigError, ConfigErrors, RawConfig, RawGroup, RawListener, RawRoute, Reserved};
 use crate::affinity::{AffinitySecret, StickyConfig};
 use crate::listener::tls;
-use crate::route::{HeaderMatch, HostMatch, PathMatch, Route};
+use crate::route::{HostMatch, JwtVerifier, PathMatch, Route, ValueMatch};
 
 /// Default time allowed to receive request headers (slowloris guard).
 pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +54,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Server groups, sorted by name; routes refer to them by index.
     pub groups: Vec<GroupConfig>,
+    /// Bearer-token verifier of the `jwt` section, if any.
+    pub jwt: Option<Arc<JwtVerifier>>,
     /// Graceful shutdown: how long in-flight requests may take to finish.
     pub drain_timeout: Duration,
     /// The admin listener's address, if any.
@@ -188,7 +191,11 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
             }
         });
     let secret = super::affinity::secret(raw.affinity.as_ref(), base, &mut errs);
-    errs.reserved(&raw.jwt, "jwt");
+    let jwt = raw
+        .jwt
+        .as_ref()
+        .and_then(|j| super::jwt::build(j, base, &mut errs))
+        .map(Arc::new);
 
     if raw.listeners.is_empty() {
         errs.at(None, "listeners", "at least one listener is required");
@@ -224,7 +231,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
 
     let mut routes = Vec::new();
     for (i, r) in raw.routes.iter().enumerate() {
-        if let Some(r) = route(r, i, &group_index, &mut errs) {
+        if let Some(r) = route(r, i, &group_index, raw.jwt.is_some(), &mut errs) {
             routes.push(r);
         }
     }
@@ -240,6 +247,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         listeners,
         routes,
         groups,
+        jwt,
         drain_timeout: raw.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         admin,
         hash: 0,
@@ -471,12 +479,13 @@ fn route(
     r: &RawRoute,
     i: usize,
     groups: &HashMap<&str, usize>,
+    has_jwt: bool,
     errs: &mut Errors,
 ) -> Option<RouteConfig> {
     let key = format!("routes[{i}]");
     let before = errs.list.len();
     let m = &r.matchers;
-    errs.reserved(&m.jwt_claims, format!("{key}.match.jwt_claims"));
+    let extra = route_extra::build(r, &key, has_jwt, errs);
 
     let group = groups.get(r.group.value.as_str()).copied();
     if group.is_none() {
@@ -536,15 +545,15 @@ fn route(
                 errs.at(Some(&hs.referenced), hkey, "not a valid header name");
                 continue;
             };
-            let matcher = if value == "*" {
-                HeaderMatch::Present
-            } else {
-                match HeaderValue::from_str(value) {
-                    Ok(v) => HeaderMatch::Exact(v),
-                    Err(_) => {
-                        errs.at(Some(&hs.referenced), hkey, "not a valid header value");
-                        continue;
-                    }
+            if !value.starts_with('~') && HeaderValue::from_str(value).is_err() {
+                errs.at(Some(&hs.referenced), hkey, "not a valid header value");
+                continue;
+            }
+            let matcher = match ValueMatch::parse(value) {
+                Ok(m) => m,
+                Err(e) => {
+                    errs.at(Some(&hs.referenced), hkey, e);
+                    continue;
                 }
             };
             headers.push((name, matcher));
@@ -559,6 +568,10 @@ fn route(
         path,
         methods,
         headers,
+        query: extra.query,
+        cookies: extra.cookies,
+        jwt_claims: extra.jwt_claims,
+        forward_claims: extra.forward_claims,
         group: group?,
     })
 }

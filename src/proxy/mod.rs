@@ -41,7 +41,7 @@ impl Snapshot {
             })
             .collect();
         Snapshot {
-            routes: RouteTable::new(config.routes.clone()),
+            routes: RouteTable::new(config.routes.clone()).with_jwt(config.jwt.clone()),
             groups,
             route_stats: config
                 .routes

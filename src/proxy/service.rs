@@ -21,6 +21,7 @@ use crate::error::ErrorKind;
 use crate::forward;
 use crate::listener::ConnActivity;
 use crate::metrics;
+use crate::route::jwt::{RequestToken, TokenOutcome, Verified};
 use crate::route::{self, RequestView};
 use crate::upstream::group::Excluded;
 
@@ -90,14 +91,12 @@ async fn proxy(
         .and_then(|h| h.to_str().ok())
         .map(route::host_without_port);
     let path = route::path::normalize(req.uri().path());
-    let view = RequestView {
-        host: host_str,
-        path: &path,
-        method: req.method(),
-        headers: req.headers(),
-    };
-    let Some(route_index) = snapshot.routes.lookup_index(&view) else {
-        return error_response(ErrorKind::NoRoute.status(), record);
+    let (route_index, claims) = match route_request(snapshot, &req, host_str, &path) {
+        Routed::Route(index, claims) => (index, claims),
+        Routed::NoRoute { invalid_token } if invalid_token => {
+            return unauthorized(record);
+        }
+        Routed::NoRoute { .. } => return error_response(ErrorKind::NoRoute.status(), record),
     };
     let route = &snapshot.routes.routes()[route_index];
     let route_stats = &snapshot.route_stats[route_index];
@@ -125,6 +124,10 @@ async fn proxy(
         parts.version,
         host.as_ref(),
     );
+    if !route.forward_claims.is_empty() {
+        let claims = claims.as_deref().map(|v| &v.claims);
+        route::claims::forward(&route.forward_claims, claims, &mut parts.headers);
+    }
     if let Some(u) = &upgrade {
         u.restore_request_headers(&mut parts.headers);
     }
@@ -217,7 +220,7 @@ async fn proxy(
                 });
                 let can_retry = err.retryable
                     && attempts_left > 0
-                    && slot.as_ref().map_or(true, BodySlot::is_untouched);
+                    && slot.as_ref().is_none_or(BodySlot::is_untouched);
                 tracing::warn!(
                     route = %route.name,
                     group = %group.name,
@@ -243,6 +246,65 @@ async fn proxy(
             }
         }
     }
+}
+
+/// The outcome of the route lookup.
+enum Routed {
+    /// The route's index, and the verified claims when the route forwards claims.
+    Route(usize, Option<Arc<Verified>>),
+    /// No route matched; `invalid_token` when the request carried a bearer
+    /// token that failed verification.
+    NoRoute { invalid_token: bool },
+}
+
+/// Finds the route of a request. The bearer token, when a `jwt` section is
+/// configured, is looked at lazily and at most once: only by routes with a
+/// jwt matcher or `forward_claims`, or to tell 401 from 404 when nothing matched.
+fn route_request(
+    snapshot: &Snapshot,
+    req: &Request<Incoming>,
+    host: Option<&str>,
+    path: &str,
+) -> Routed {
+    let token = snapshot
+        .routes
+        .jwt()
+        .map(|v| RequestToken::new(v, req.headers()));
+    let view = RequestView {
+        host,
+        path,
+        method: req.method(),
+        headers: req.headers(),
+        query: req.uri().query(),
+        token: token.as_ref(),
+    };
+    match snapshot.routes.lookup_index(&view) {
+        Some(index) => {
+            let route = &snapshot.routes.routes()[index];
+            let claims = if route.forward_claims.is_empty() {
+                None
+            } else {
+                token.as_ref().and_then(|t| t.verified().cloned())
+            };
+            Routed::Route(index, claims)
+        }
+        None => Routed::NoRoute {
+            invalid_token: token
+                .as_ref()
+                .is_some_and(|t| matches!(t.outcome(), TokenOutcome::Invalid)),
+        },
+    }
+}
+
+/// 401 for a request whose bearer token failed verification when no route
+/// matched it: `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3).
+fn unauthorized(record: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
+    let mut resp = error_response(StatusCode::UNAUTHORIZED, record);
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    resp
 }
 
 /// A short plain-text error response (`502 Bad Gateway\n`).

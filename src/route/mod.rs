@@ -4,12 +4,15 @@
 //! takes no lock and allocates only when the request path needs normalizing
 //! (see [`path::normalize`]).
 
+pub mod claims;
+pub mod jwt;
+pub mod matchers;
 pub mod path;
 
 use std::sync::Arc;
 
 use http::header::HeaderName;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, Method};
 
 /// Host matcher: exact name or a `*.suffix` wildcard; case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,14 +120,11 @@ impl PathMatch {
     }
 }
 
-/// Header matcher.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderMatch {
-    /// The header is present, with any value.
-    Present,
-    /// One of the header's values equals this (byte for byte).
-    Exact(HeaderValue),
-}
+pub use claims::{ClaimMatch, ClaimValue};
+pub use jwt::{JwtVerifier, RequestToken};
+/// Header matcher: one of the header's values matches (see [`ValueMatch`]).
+pub use matchers::ValueMatch as HeaderMatch;
+pub use matchers::ValueMatch;
 
 /// One route of the table.
 #[derive(Debug, Clone)]
@@ -138,7 +138,16 @@ pub struct Route {
     /// Allowed methods (any when empty).
     pub methods: Vec<Method>,
     /// Header matchers; all must hold.
-    pub headers: Vec<(HeaderName, HeaderMatch)>,
+    pub headers: Vec<(HeaderName, ValueMatch)>,
+    /// Query parameter matchers (percent-decoded); all must hold.
+    pub query: Vec<(Box<str>, ValueMatch)>,
+    /// Cookie matchers; all must hold.
+    pub cookies: Vec<(Box<str>, ValueMatch)>,
+    /// Claims a valid bearer token must carry; empty = the token is not looked at.
+    pub jwt_claims: Vec<ClaimMatch>,
+    /// Claim name → upstream header set from the verified token (client
+    /// copies of these headers are always removed).
+    pub forward_claims: Vec<(Box<str>, HeaderName)>,
     /// Index of the server group in the config's `groups`.
     pub group: usize,
 }
@@ -154,6 +163,11 @@ pub struct RequestView<'a> {
     pub method: &'a Method,
     /// The request headers.
     pub headers: &'a HeaderMap,
+    /// The raw query string (after `?`), if any.
+    pub query: Option<&'a str>,
+    /// The request's bearer token, looked at lazily; `None` when no `jwt`
+    /// section is configured (then every `jwt_claims` matcher fails).
+    pub token: Option<&'a RequestToken<'a>>,
 }
 
 impl Route {
@@ -171,10 +185,35 @@ impl Route {
         if !self.path.matches(req.path) {
             return false;
         }
-        self.headers.iter().all(|(name, m)| match m {
-            HeaderMatch::Present => req.headers.contains_key(name),
-            HeaderMatch::Exact(v) => req.headers.get_all(name).iter().any(|x| x == v),
-        })
+        if !self
+            .headers
+            .iter()
+            .all(|(name, m)| matchers::header_matches(req.headers, name, m))
+        {
+            return false;
+        }
+        if !self
+            .query
+            .iter()
+            .all(|(name, m)| matchers::query_matches(req.query, name, m))
+        {
+            return false;
+        }
+        if !self
+            .cookies
+            .iter()
+            .all(|(name, m)| matchers::cookie_matches(req.headers, name, m))
+        {
+            return false;
+        }
+        // Last: the only matcher that may cost a signature check.
+        if self.jwt_claims.is_empty() {
+            return true;
+        }
+        match req.token.and_then(RequestToken::verified) {
+            Some(v) => self.jwt_claims.iter().all(|c| c.matches(&v.claims)),
+            None => false,
+        }
     }
 }
 
@@ -182,12 +221,24 @@ impl Route {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    jwt: Option<Arc<JwtVerifier>>,
 }
 
 impl RouteTable {
     /// A table of `routes`, tried in order.
     pub fn new(routes: Vec<Route>) -> Self {
-        RouteTable { routes }
+        RouteTable { routes, jwt: None }
+    }
+
+    /// The table with the verifier of the config's `jwt` section.
+    pub fn with_jwt(mut self, jwt: Option<Arc<JwtVerifier>>) -> Self {
+        self.jwt = jwt;
+        self
+    }
+
+    /// The bearer-token verifier, when a `jwt` section is configured.
+    pub fn jwt(&self) -> Option<&JwtVerifier> {
+        self.jwt.as_deref()
     }
 
     /// The first route that matches `req`.
