@@ -22,6 +22,7 @@ pub mod balancer;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod health;
 pub mod listener;
 pub mod proxy;
 pub mod route;
@@ -82,6 +83,17 @@ impl Proxy {
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let tracker = TaskTracker::new();
+        // One probe task per group with a health check (issue 5).
+        let groups = snapshot.load_full();
+        for (cfg, group) in self.config.groups.iter().zip(&groups.groups) {
+            if let Some(check) = &cfg.health_check {
+                tracker.spawn(health::active::run(
+                    Arc::clone(group),
+                    check.clone(),
+                    shutdown_rx.clone(),
+                ));
+            }
+        }
         let mut addrs = Vec::new();
         for (name, addr, listener) in bound {
             addrs.push((name, addr));

@@ -17,6 +17,7 @@ use rustls::sign::CertifiedKey;
 use serde_saphyr::Location;
 
 use super::{ConfigError, ConfigErrors, RawConfig, RawGroup, RawListener, RawRoute, Reserved};
+use crate::health::{HealthCheck, PassiveConfig};
 use crate::listener::tls;
 use crate::route::{HeaderMatch, HostMatch, PathMatch, Route};
 
@@ -100,6 +101,12 @@ pub struct GroupConfig {
     pub pool_idle_timeout: Duration,
     /// Cap of idle pooled connections per server.
     pub pool_max_idle_per_server: usize,
+    /// Active health checks; `None` = servers are always up.
+    pub health_check: Option<HealthCheck>,
+    /// Passive ejection; `None` = off.
+    pub passive: Option<PassiveConfig>,
+    /// With no usable server, send to all instead of answering 503.
+    pub fail_open: bool,
 }
 
 /// A validated server (endpoint).
@@ -122,13 +129,19 @@ pub struct Timeouts {
     pub response: Duration,
 }
 
-struct Errors<'a> {
+/// Errors collected while validating (shared with the `config::health` checks).
+pub(super) struct Errors<'a> {
     file: &'a Path,
-    list: Vec<ConfigError>,
+    pub(super) list: Vec<ConfigError>,
 }
 
 impl Errors<'_> {
-    fn at(&mut self, loc: Option<&Location>, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn at(
+        &mut self,
+        loc: Option<&Location>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         let (line, column) = loc.map_or((0, 0), |l| (l.line(), l.column()));
         self.list.push(ConfigError {
             file: self.file.to_path_buf(),
@@ -334,7 +347,14 @@ fn group(name: &str, g: &RawGroup, errs: &mut Errors) -> Option<GroupConfig> {
     };
     errs.reserved(&g.hash_key, format!("{key}.hash_key"));
     errs.reserved(&g.sticky, format!("{key}.sticky"));
-    errs.reserved(&g.health_check, format!("{key}.health_check"));
+    let health_check = g
+        .health_check
+        .as_ref()
+        .and_then(|h| super::health::health_check(h, &key, errs));
+    let passive = g
+        .passive
+        .as_ref()
+        .and_then(|p| super::health::passive(p, &key, errs));
 
     if g.servers.value.is_empty() {
         errs.at(
@@ -416,6 +436,9 @@ fn group(name: &str, g: &RawGroup, errs: &mut Errors) -> Option<GroupConfig> {
         retries,
         pool_idle_timeout: g.pool.idle_timeout.unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
         pool_max_idle_per_server: g.pool.max_idle_per_server.unwrap_or(DEFAULT_POOL_MAX_IDLE),
+        health_check,
+        passive,
+        fail_open: g.fail_open.unwrap_or(false),
     })
 }
 

@@ -17,6 +17,7 @@ use super::Snapshot;
 use crate::balancer::PickContext;
 use crate::error::ErrorKind;
 use crate::forward;
+use crate::health;
 use crate::listener::ConnActivity;
 use crate::route::{self, RequestView};
 use crate::upstream::group::Excluded;
@@ -151,6 +152,7 @@ async fn proxy(
         let guard = server.state.start_request();
         match forward::send(&group.client, upstream_req, group.timeouts.response).await {
             Ok(resp) => {
+                health::passive::response(group, index, resp.status());
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::rewrite_response(&mut rparts.headers, rparts.version);
                 rparts.version = Version::HTTP_11;
@@ -162,9 +164,14 @@ async fn proxy(
             }
             Err(err) => {
                 drop(guard);
-                let can_retry = err.retryable
-                    && attempts_left > 0
-                    && slot.as_ref().is_none_or(BodySlot::is_untouched);
+                health::passive::request_failed(group, index, err.kind);
+                // Connect failures reached no server; a reset before any
+                // response byte is safe to repeat for idempotent methods.
+                let safe = err.retryable
+                    || (err.kind == ErrorKind::UpstreamReset
+                        && forward::is_idempotent(&parts.method));
+                let can_retry =
+                    safe && attempts_left > 0 && slot.as_ref().map_or(true, BodySlot::is_untouched);
                 tracing::warn!(
                     route = %route.name,
                     group = %group.name,

@@ -7,8 +7,12 @@ use std::sync::{Arc, Mutex};
 use crate::balancer::{self, Balancer, PickContext};
 use crate::config::{GroupConfig, Timeouts};
 use crate::forward::UpstreamClient;
+use crate::health::{self, GroupHealth, LazyNow};
 
 use super::server::{Server, ServerState};
+
+/// (group name, server id).
+type StateKey = (Arc<str>, Arc<str>);
 
 /// Live per-server state by (group name, server id), so that a rebuilt group
 /// keeps the counters and health of servers that did not change.
@@ -16,7 +20,7 @@ use super::server::{Server, ServerState};
 /// Locked only while a config is being built, never on the request path.
 #[derive(Debug, Default)]
 pub struct StateRegistry {
-    states: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<ServerState>>>,
+    states: Mutex<HashMap<StateKey, Arc<ServerState>>>,
 }
 
 impl StateRegistry {
@@ -48,6 +52,8 @@ pub struct ServerGroup {
     pub balancer: Box<dyn Balancer>,
     /// The pooled upstream client of this group.
     pub client: UpstreamClient,
+    /// Passive ejection settings and fail-open behaviour.
+    pub health: GroupHealth,
 }
 
 impl ServerGroup {
@@ -65,16 +71,41 @@ impl ServerGroup {
             retries: config.retries,
             balancer,
             client: crate::forward::client(config),
+            health: GroupHealth::new(config.passive, config.fail_open),
             servers,
         }
     }
 
-    /// Picks a server that is healthy and not in `excluded` (a bit set of
-    /// server indexes already tried by this request), or `None` when no server
-    /// is usable. Allocates nothing.
+    /// Picks a server that is usable (see [`Self::is_usable`]) and not in
+    /// `excluded` (a bit set of server indexes already tried by this request),
+    /// or `None` when no server is usable. With `fail_open`, when no server
+    /// at all is usable, picks among all servers not in `excluded` (sozu's
+    /// fallback chain; Envoy's panic threshold). Allocates nothing.
     pub fn pick(&self, ctx: &PickContext<'_>, excluded: &Excluded) -> Option<usize> {
-        let usable = |i: usize| !excluded.contains(i) && self.servers[i].state.is_healthy();
-        self.balancer.pick(&self.servers, ctx, &usable)
+        let now = LazyNow::new();
+        let usable = |i: usize| !excluded.contains(i) && self.usable_at(i, &now);
+        if let Some(i) = self.balancer.pick(&self.servers, ctx, &usable) {
+            self.health.leave_fail_open(&self.name);
+            return Some(i);
+        }
+        let none_usable = !(0..self.servers.len()).any(|i| self.usable_at(i, &now));
+        if none_usable && self.health.enter_fail_open(&self.name) {
+            return self
+                .balancer
+                .pick(&self.servers, ctx, &|i| !excluded.contains(i));
+        }
+        None
+    }
+
+    /// True when server `i` may receive traffic: marked up by active health
+    /// checks and not ejected by passive health.
+    pub fn is_usable(&self, i: usize) -> bool {
+        self.usable_at(i, &LazyNow::new())
+    }
+
+    fn usable_at(&self, i: usize, now: &LazyNow) -> bool {
+        let server = &self.servers[i];
+        server.state.is_healthy() && !health::passive::is_ejected(&self.name, server, now)
     }
 }
 

@@ -12,6 +12,7 @@ use http::uri::{Authority, Scheme};
 use http::Uri;
 
 use crate::config::ServerConfig;
+use crate::health::PassiveState;
 
 /// Live, shared counters of one server. Every field is an atomic: updated on
 /// the request path without locks.
@@ -20,6 +21,8 @@ pub struct ServerState {
     in_flight: AtomicU64,
     requests: AtomicU64,
     healthy: AtomicBool,
+    /// Passive-health counters and ejection deadline (see `health::passive`).
+    pub passive: PassiveState,
 }
 
 impl Default for ServerState {
@@ -28,6 +31,7 @@ impl Default for ServerState {
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            passive: PassiveState::default(),
         }
     }
 }
@@ -43,7 +47,8 @@ impl ServerState {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// False when the server must receive no traffic (health checks).
+    /// False when active health checks marked the server down (passive
+    /// ejection is separate: see `ServerGroup::is_usable`).
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
