@@ -179,15 +179,20 @@ async fn http_probe(
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("request: {e}"))?;
     tokio::pin!(conn);
+    let send = sender.send_request(req);
+    tokio::pin!(send);
+    // Drive the connection until the response head arrives. With
+    // `Connection: close` the connection may finish in the same poll as the
+    // response: then the response is already in `send`.
     let resp = tokio::select! {
-        r = sender.send_request(req) => r.map_err(|e| format!("request: {}", error_chain(&e)))?,
-        c = &mut conn => {
-            return Err(match c {
-                Ok(()) => "connection closed before a response".to_string(),
-                Err(e) => format!("connection: {}", error_chain(&e)),
-            });
-        }
-    };
+        biased;
+        r = &mut send => r,
+        c = &mut conn => match c {
+            Ok(()) => send.await,
+            Err(e) => return Err(format!("connection: {}", error_chain(&e))),
+        },
+    }
+    .map_err(|e| format!("request: {}", error_chain(&e)))?;
     let status = resp.status();
     if http.expected.matches(status.as_u16()) {
         Ok(format!("status {}", status.as_u16()))

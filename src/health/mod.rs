@@ -147,13 +147,15 @@ impl GroupHealth {
         true
     }
 
-    /// Called when a usable server was picked: ends a fail-open episode (one
-    /// line). One relaxed load when the group is not failing open.
+    /// True during a fail-open episode (one relaxed load; always false
+    /// without `fail_open`).
+    pub fn is_failing_open(&self) -> bool {
+        self.failing_open.load(Ordering::Relaxed)
+    }
+
+    /// Ends a fail-open episode because a server is usable again (one line).
     pub fn leave_fail_open(&self, group: &str) {
-        if self.fail_open
-            && self.failing_open.load(Ordering::Relaxed)
-            && self.failing_open.swap(false, Ordering::Relaxed)
-        {
+        if self.failing_open.swap(false, Ordering::Relaxed) {
             tracing::info!(
                 target: "weir::health",
                 group = %group,

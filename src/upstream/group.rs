@@ -84,17 +84,19 @@ impl ServerGroup {
     pub fn pick(&self, ctx: &PickContext<'_>, excluded: &Excluded) -> Option<usize> {
         let now = LazyNow::new();
         let usable = |i: usize| !excluded.contains(i) && self.usable_at(i, &now);
-        if let Some(i) = self.balancer.pick(&self.servers, ctx, &usable) {
+        let any_usable = || (0..self.servers.len()).any(|i| self.usable_at(i, &now));
+        let not_excluded = |i: usize| !excluded.contains(i);
+        if self.health.is_failing_open() {
+            if !any_usable() {
+                return self.balancer.pick(&self.servers, ctx, &not_excluded);
+            }
             self.health.leave_fail_open(&self.name);
-            return Some(i);
         }
-        let none_usable = !(0..self.servers.len()).any(|i| self.usable_at(i, &now));
-        if none_usable && self.health.enter_fail_open(&self.name) {
-            return self
-                .balancer
-                .pick(&self.servers, ctx, &|i| !excluded.contains(i));
+        let picked = self.balancer.pick(&self.servers, ctx, &usable);
+        if picked.is_none() && !any_usable() && self.health.enter_fail_open(&self.name) {
+            return self.balancer.pick(&self.servers, ctx, &not_excluded);
         }
-        None
+        picked
     }
 
     /// True when server `i` may receive traffic: marked up by active health
