@@ -509,7 +509,7 @@ async fn a_server_dies_and_returns_under_load_with_zero_failed_requests() {
     for t in tasks {
         t.await.unwrap();
     }
-    let failed = failed.lock().unwrap();
+    let failed = failed.lock().unwrap().clone();
     let total = count();
     eprintln!(
         "headline: {total} requests, {} failed; b killed after {killed_at}; traffic back {back_after:?} after restart; hits a={} b={} c={}",
