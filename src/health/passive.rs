@@ -75,12 +75,22 @@ pub fn is_ejected(group: &str, server: &Server, now: &LazyNow) -> bool {
             target: "weir::health",
             group = %group,
             server = %server.id,
-            transition = "ejected → up",
+            transition = after_ejection(server),
             reason = "ejection time elapsed",
             "server health changed"
         );
     }
     false
+}
+
+/// The state a server returns to from an ejection: up, or still down when
+/// active checks marked it down meanwhile (their `down → up` follows later).
+fn after_ejection(server: &Server) -> &'static str {
+    if server.state.is_healthy() {
+        "ejected → up"
+    } else {
+        "ejected → down"
+    }
 }
 
 /// Ends an ejection early because an active probe passed.
@@ -92,7 +102,7 @@ pub fn probe_passed(group: &str, server: &Server) {
             target: "weir::health",
             group = %group,
             server = %server.id,
-            transition = "ejected → up",
+            transition = after_ejection(server),
             reason = "active probe passed",
             "server health changed"
         );
