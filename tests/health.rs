@@ -161,6 +161,48 @@ async fn tcp_check_follows_the_listener() {
     assert!(proxy.shutdown().await);
 }
 
+/// The probe scheduler in paused time: with `interval: 10s` (±10% jitter)
+/// and fall 3, a server refusing connections goes down after the third
+/// round, 18 to 22 s after the start (the first round runs at once); after a
+/// restart, rise 2 brings it up within two more rounds.
+#[tokio::test(start_paused = true)]
+async fn probe_rounds_follow_the_jittered_interval_in_paused_time() {
+    let up = spawn_upstream("a").await;
+    up.stop();
+    let proxy = start_proxy(&yaml(
+        &servers_yaml(&[(&up, 1)]),
+        "    health_check:\n      type: tcp\n      interval: 10s\n      timeout: 1s\n      unhealthy_threshold: 3\n      healthy_threshold: 2\n",
+    ))
+    .await;
+    let s = state(&proxy, "a");
+    let start = tokio::time::Instant::now();
+    while s.is_healthy() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(start.elapsed() < Duration::from_secs(60), "never went down");
+    }
+    let down_after = start.elapsed();
+    assert!(
+        down_after >= Duration::from_secs(18) && down_after <= Duration::from_millis(22_100),
+        "down after {down_after:?}"
+    );
+    up.restart().await;
+    let restarted = tokio::time::Instant::now();
+    while !s.is_healthy() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            restarted.elapsed() < Duration::from_secs(60),
+            "never came up"
+        );
+    }
+    let up_after = restarted.elapsed();
+    eprintln!("paused time: down after {down_after:?}, up after {up_after:?}");
+    assert!(
+        up_after >= Duration::from_secs(9) && up_after <= Duration::from_millis(22_100),
+        "up after {up_after:?}"
+    );
+    assert!(proxy.shutdown().await);
+}
+
 // === no healthy server: 503 or fail_open ===
 
 /// Both servers answer their health check with 500 but serve requests;
