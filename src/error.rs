@@ -32,7 +32,10 @@ pub enum ErrorKind {
     Connect,
     /// The server did not send response headers within `timeouts.response` → 504.
     ResponseTimeout,
-    /// The server closed or reset the connection, or sent an invalid response → 502.
+    /// The server closed or reset the connection before any byte of the
+    /// response → 502 (an idempotent request may be retried on another server).
+    UpstreamReset,
+    /// The server sent an invalid response, or failed in another way → 502.
     UpstreamProtocol,
     /// A bug or resource failure inside weir → 500.
     Internal,
@@ -45,7 +48,9 @@ impl ErrorKind {
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             ErrorKind::NoServer => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Connect | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            ErrorKind::Connect | ErrorKind::UpstreamReset | ErrorKind::UpstreamProtocol => {
+                StatusCode::BAD_GATEWAY
+            }
             ErrorKind::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -58,6 +63,7 @@ impl ErrorKind {
             ErrorKind::NoServer
             | ErrorKind::Connect
             | ErrorKind::ResponseTimeout
+            | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamProtocol => ErrorSource::Upstream,
             ErrorKind::Internal => ErrorSource::Internal,
         }
@@ -71,6 +77,7 @@ impl ErrorKind {
             ErrorKind::NoServer => "no_server",
             ErrorKind::Connect => "connect",
             ErrorKind::ResponseTimeout => "response_timeout",
+            ErrorKind::UpstreamReset => "upstream_reset",
             ErrorKind::UpstreamProtocol => "upstream_protocol",
             ErrorKind::Internal => "internal",
         }

@@ -42,8 +42,16 @@ pub fn client(group: &GroupConfig) -> UpstreamClient {
 /// # Errors
 /// [`ErrorKind::Connect`] (retryable: nothing reached the server) when the
 /// connection could not be made; [`ErrorKind::ResponseTimeout`] when the
-/// headers did not arrive in time; [`ErrorKind::UpstreamProtocol`] when the
-/// server closed, reset, or answered with something that is not HTTP.
+/// headers did not arrive in time; [`ErrorKind::UpstreamReset`] when the
+/// server closed or reset the connection before any byte of the response
+/// (the caller decides whether the request may be retried: see
+/// [`is_idempotent`]); [`ErrorKind::UpstreamProtocol`] when it answered with
+/// something that is not HTTP.
+///
+/// A request given an idle pooled connection that turns out closed before
+/// any byte was written is re-sent on a new connection by hyper-util itself
+/// (`retry_canceled_requests`, on by default, only for reused connections);
+/// such a request never shows up here as an error.
 pub async fn send(
     client: &UpstreamClient,
     req: http::Request<UpstreamBody>,
@@ -55,6 +63,44 @@ pub async fn send(
         Ok(Err(e)) if e.is_connect() => {
             Err(ProxyError::with_cause(ErrorKind::Connect, e).retryable(true))
         }
+        Ok(Err(e)) if closed_before_response(&e) => {
+            Err(ProxyError::with_cause(ErrorKind::UpstreamReset, e))
+        }
         Ok(Err(e)) => Err(ProxyError::with_cause(ErrorKind::UpstreamProtocol, e)),
     }
+}
+
+/// True when `e` says the connection was closed or reset before a complete
+/// response head arrived: hyper's "connection closed before message
+/// completed", a canceled dispatch, or a reset/aborted/broken-pipe/EOF I/O
+/// error anywhere in the cause chain.
+fn closed_before_response(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return true;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            if matches!(
+                io.kind(),
+                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Idempotent methods (RFC 9110 §9.2.2): GET, HEAD, OPTIONS, PUT, DELETE,
+/// TRACE. Only these are re-sent after the upstream closed the connection
+/// without answering (nginx `proxy_next_upstream` does the same; POST and
+/// PATCH are never re-sent once bytes went out).
+pub fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method as M;
+    [M::GET, M::HEAD, M::OPTIONS, M::PUT, M::DELETE, M::TRACE].contains(method)
 }

@@ -25,6 +25,7 @@ pub mod balancer;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod health;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;
@@ -101,7 +102,9 @@ impl Proxy {
             tracker,
             drain_timeout: Mutex::new(self.config.drain_timeout),
             admin_addr,
+            probes: Mutex::new(watch::channel(false).0),
         });
+        inner.restart_probes(&self.config, &inner.snapshot.load());
         {
             let mut listeners = inner.listeners.lock().await;
             for b in bound {
@@ -166,9 +169,32 @@ struct Inner {
     tracker: TaskTracker,
     drain_timeout: Mutex<Duration>,
     admin_addr: Option<SocketAddr>,
+    /// Stops the active health probes of the current snapshot.
+    probes: Mutex<watch::Sender<bool>>,
 }
 
 impl Inner {
+    /// Stops the probe tasks of the previous snapshot and starts one per
+    /// group with a `health_check` in `snapshot` (health state carries over:
+    /// it lives in each server's `ServerState`).
+    fn restart_probes(&self, config: &Config, snapshot: &Snapshot) {
+        let (stop, rx) = watch::channel(false);
+        for (cfg, group) in config.groups.iter().zip(&snapshot.groups) {
+            if let Some(check) = &cfg.health_check {
+                self.tracker.spawn(health::active::run(
+                    Arc::clone(group),
+                    check.clone(),
+                    rx.clone(),
+                ));
+            }
+        }
+        let old = std::mem::replace(
+            &mut *self.probes.lock().unwrap_or_else(|e| e.into_inner()),
+            stop,
+        );
+        let _ = old.send(true);
+    }
+
     fn spawn_listener(&self, b: &Bound) {
         let listener = Arc::clone(&b.listener);
         let snapshot = Arc::clone(&self.snapshot);
@@ -295,8 +321,9 @@ impl Running {
         }
 
         let previous = inner.snapshot.load_full();
-        let snapshot = Snapshot::build(&config, &inner.registry, Some(&previous));
-        inner.snapshot.store(Arc::new(snapshot));
+        let snapshot = Arc::new(Snapshot::build(&config, &inner.registry, Some(&previous)));
+        inner.snapshot.store(Arc::clone(&snapshot));
+        inner.restart_probes(&config, &snapshot);
 
         listeners.retain(|b| {
             let keep = config.listeners.iter().any(|l| b.is(l));
@@ -340,6 +367,11 @@ impl Running {
     pub async fn shutdown(self) -> bool {
         let inner = &self.inner;
         let _ = inner.shutdown.send(true);
+        let _ = inner
+            .probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(true);
         for b in inner.listeners.lock().await.iter() {
             let _ = b.stop.send(true);
         }

@@ -8,6 +8,7 @@
 //! are documented on each field and applied in [`validate`].
 
 mod affinity;
+mod health;
 pub mod jwt;
 mod route_extra;
 pub mod validate;
@@ -157,14 +158,19 @@ pub struct RawGroup {
     /// Sticky-cookie affinity: pins a client to one server.
     #[serde(default)]
     pub sticky: Option<Spanned<RawSticky>>,
-    /// Active health checks: not supported yet.
-    #[serde(default)]
-    pub health_check: Reserved,
+    /// Active health checks (absent = none: servers are always up).
+    pub health_check: Option<RawHealthCheck>,
+    /// Passive ejection from real traffic (absent = off).
+    pub passive: Option<RawPassive>,
+    /// When no server is usable: `false` (default) answers 503 with
+    /// `Retry-After`; `true` sends to all servers as if healthy.
+    pub fail_open: Option<bool>,
     /// Upstream timeouts.
     #[serde(default)]
     pub timeouts: RawTimeouts,
-    /// Extra attempts on another server when it is safe (default 1). For now:
-    /// connect failures only.
+    /// Extra attempts on another server when it is safe (default 1): after a
+    /// connect failure, or for idempotent methods after the connection was
+    /// closed or reset before any response byte.
     pub retries: Option<Spanned<u32>>,
     /// Upstream connection pool settings.
     #[serde(default)]
@@ -207,6 +213,67 @@ pub struct RawSticky {
     pub same_site: Option<Spanned<String>>,
     /// `HttpOnly` attribute (default `true`).
     pub http_only: Option<bool>,
+}
+
+/// Active health check of a group (`groups.*.health_check`). Defaults are in
+/// [`validate`] (`DEFAULT_HC_*`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    /// `http` (default) or `tcp` (connect only).
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    /// Path (and query) of the probe request (default `/`). `type: http` only.
+    pub path: Option<Spanned<String>>,
+    /// `GET` (default) or `HEAD`. `type: http` only.
+    pub method: Option<Spanned<String>>,
+    /// `Host` header of the probe (default: the server's `host:port`). `type: http` only.
+    pub host: Option<Spanned<String>>,
+    /// Time between probe rounds, jittered ±10% (default `5s`).
+    pub interval: Option<Spanned<String>>,
+    /// Time one probe may take, connect included (default `2s`).
+    pub timeout: Option<Spanned<String>>,
+    /// Consecutive passes to mark a server up (default 2).
+    pub healthy_threshold: Option<Spanned<u32>>,
+    /// Consecutive failures to mark a server down (default 3).
+    pub unhealthy_threshold: Option<Spanned<u32>>,
+    /// Passing statuses: `"200-399"` (default), `"200"`, `200`, or a list of those.
+    pub expected_status: Option<Spanned<RawStatuses>>,
+}
+
+/// `expected_status`: one item or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawStatuses {
+    /// A single status or range.
+    One(RawStatus),
+    /// Several statuses or ranges.
+    List(Vec<RawStatus>),
+}
+
+/// One status (`200`) or range (`"200-399"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawStatus {
+    /// A status code.
+    Code(u16),
+    /// `"200"` or `"200-399"`.
+    Text(String),
+}
+
+/// Passive ejection of a group (`groups.*.passive`), after Envoy's outlier
+/// detection. Defaults are in [`validate`] (`DEFAULT_PASSIVE_*`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPassive {
+    /// Consecutive failed requests that eject a server (default 5).
+    pub consecutive_failures: Option<Spanned<u32>>,
+    /// First ejection time (default `30s`); doubles on repeated ejections.
+    pub ejection: Option<Spanned<String>>,
+    /// Cap of the ejection time (default `5m`).
+    pub max_ejection: Option<Spanned<String>>,
+    /// Count 5xx responses as failures too (default `false`).
+    pub on_5xx: Option<bool>,
 }
 
 /// One server (endpoint) of a group.

@@ -19,6 +19,7 @@ use serde_saphyr::Location;
 use super::route_extra;
 use super::{ConfigError, ConfigErrors, RawConfig, RawGroup, RawListener, RawRoute, Reserved};
 use crate::affinity::{AffinitySecret, StickyConfig};
+use crate::health::{HealthCheck, PassiveConfig};
 use crate::listener::tls;
 use crate::route::{HostMatch, JwtVerifier, PathMatch, Route, ValueMatch};
 
@@ -112,6 +113,12 @@ pub struct GroupConfig {
     pub pool_idle_timeout: Duration,
     /// Cap of idle pooled connections per server.
     pub pool_max_idle_per_server: usize,
+    /// Active health checks; `None` = servers are always up.
+    pub health_check: Option<HealthCheck>,
+    /// Passive ejection; `None` = off.
+    pub passive: Option<PassiveConfig>,
+    /// With no usable server, send to all instead of answering 503.
+    pub fail_open: bool,
 }
 
 /// A validated server (endpoint).
@@ -374,7 +381,14 @@ fn group(
         }
     };
     errs.reserved(&g.hash_key, format!("{key}.hash_key"));
-    errs.reserved(&g.health_check, format!("{key}.health_check"));
+    let health_check = g
+        .health_check
+        .as_ref()
+        .and_then(|h| super::health::health_check(h, &key, errs));
+    let passive = g
+        .passive
+        .as_ref()
+        .and_then(|p| super::health::passive(p, &key, errs));
 
     if g.servers.value.is_empty() {
         errs.at(
@@ -462,6 +476,9 @@ fn group(
         sticky,
         pool_idle_timeout: g.pool.idle_timeout.unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
         pool_max_idle_per_server: g.pool.max_idle_per_server.unwrap_or(DEFAULT_POOL_MAX_IDLE),
+        health_check,
+        passive,
+        fail_open: g.fail_open.unwrap_or(false),
     })
 }
 

@@ -19,6 +19,7 @@ use crate::affinity::{self, Session};
 use crate::balancer::PickContext;
 use crate::error::ErrorKind;
 use crate::forward;
+use crate::health;
 use crate::listener::ConnActivity;
 use crate::metrics;
 use crate::route::jwt::{RequestToken, TokenOutcome, Verified};
@@ -191,6 +192,7 @@ async fn proxy(
                 let status = resp.status().as_u16();
                 server.state.stats.responses.inc(status);
                 observe(status);
+                health::passive::response(group, index, resp.status());
                 if let Some(r) = &mut record {
                     r.server = Some(server.id.clone());
                     r.status = status;
@@ -218,9 +220,14 @@ async fn proxy(
                     ErrorKind::ResponseTimeout => &stats.timeouts,
                     _ => &stats.protocol_errors,
                 });
-                let can_retry = err.retryable
-                    && attempts_left > 0
-                    && slot.as_ref().is_none_or(BodySlot::is_untouched);
+                health::passive::request_failed(group, index, err.kind);
+                // Connect failures reached no server; a reset before any
+                // response byte is safe to repeat for idempotent methods.
+                let safe = err.retryable
+                    || (err.kind == ErrorKind::UpstreamReset
+                        && forward::is_idempotent(&parts.method));
+                let can_retry =
+                    safe && attempts_left > 0 && slot.as_ref().is_none_or(BodySlot::is_untouched);
                 tracing::warn!(
                     route = %route.name,
                     group = %group.name,

@@ -8,9 +8,13 @@ use crate::affinity::Sticky;
 use crate::balancer::{self, Balancer, PickContext};
 use crate::config::{GroupConfig, Timeouts};
 use crate::forward::UpstreamClient;
+use crate::health::{self, GroupHealth, LazyNow};
 use crate::metrics::{GlobalStats, GroupStats, ListenerStats, RouteStats};
 
 use super::server::{Server, ServerState};
+
+/// (group name, server id).
+type StateKey = (Arc<str>, Arc<str>);
 
 /// Live per-server state by (group name, server id), so that a rebuilt group
 /// keeps the counters and health of servers that did not change.
@@ -37,9 +41,6 @@ fn sorted<T>(map: &Mutex<HashMap<Arc<str>, Arc<T>>>) -> Vec<(Arc<str>, Arc<T>)> 
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
-
-/// (group name, server id).
-type StateKey = (Arc<str>, Arc<str>);
 
 impl StateRegistry {
     /// Counters of the route named `name` (kept across reloads).
@@ -102,6 +103,8 @@ pub struct ServerGroup {
     pub client: UpstreamClient,
     /// Cookie affinity (`sticky:`); `None` for groups without it.
     pub sticky: Option<Sticky>,
+    /// Passive ejection settings and fail-open behaviour.
+    pub health: GroupHealth,
     /// What the client was built from; a rebuilt group with the same settings
     /// keeps the client, and with it the pooled connections.
     client_settings: ClientSettings,
@@ -150,26 +153,51 @@ impl ServerGroup {
             client_settings,
             stats: registry.group_stats(&config.name),
             sticky,
+            health: GroupHealth::new(config.passive, config.fail_open),
             servers,
         }
     }
 
-    /// Picks a server that is healthy and not in `excluded` (a bit set of
-    /// server indexes already tried by this request), or `None` when no server
-    /// is usable. Allocates nothing.
+    /// Picks a server that is usable (see [`Self::is_usable`]) and not in
+    /// `excluded` (a bit set of server indexes already tried by this request),
+    /// or `None` when no server is usable. With `fail_open`, when no server
+    /// at all is usable, picks among all servers not in `excluded` (sozu's
+    /// fallback chain; Envoy's panic threshold). Allocates nothing.
     pub fn pick(&self, ctx: &PickContext<'_>, excluded: &Excluded) -> Option<usize> {
-        let usable = |i: usize| self.usable(i, excluded);
-        self.balancer.pick(&self.servers, ctx, &usable)
+        let now = LazyNow::new();
+        let usable = |i: usize| !excluded.contains(i) && self.usable_at(i, &now);
+        let any_usable = || (0..self.servers.len()).any(|i| self.usable_at(i, &now));
+        let not_excluded = |i: usize| !excluded.contains(i) && !self.servers[i].state.is_drained();
+        if self.health.is_failing_open() {
+            if !any_usable() {
+                return self.balancer.pick(&self.servers, ctx, &not_excluded);
+            }
+            self.health.leave_fail_open(&self.name);
+        }
+        let picked = self.balancer.pick(&self.servers, ctx, &usable);
+        if picked.is_none() && !any_usable() && self.health.enter_fail_open(&self.name) {
+            return self.balancer.pick(&self.servers, ctx, &not_excluded);
+        }
+        picked
+    }
+
+    /// True when server `i` may receive traffic: marked up by active health
+    /// checks, not drained by hand and not ejected by passive health.
+    pub fn is_usable(&self, i: usize) -> bool {
+        self.usable_at(i, &LazyNow::new())
+    }
+
+    fn usable_at(&self, i: usize, now: &LazyNow) -> bool {
+        let server = &self.servers[i];
+        server.state.is_healthy()
+            && !server.state.is_drained()
+            && !health::passive::is_ejected(&self.name, server, now)
     }
 
     /// True when server index `i` may receive this request: it exists, is
-    /// healthy and is not in `excluded`.
+    /// [usable](Self::is_usable) and is not in `excluded`.
     pub fn usable(&self, i: usize, excluded: &Excluded) -> bool {
-        !excluded.contains(i)
-            && self
-                .servers
-                .get(i)
-                .is_some_and(|s| s.state.is_healthy() && !s.state.is_drained())
+        !excluded.contains(i) && i < self.servers.len() && self.is_usable(i)
     }
 
     /// `pinned` when it is [usable](Self::usable) (sticky sessions: the

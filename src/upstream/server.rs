@@ -12,6 +12,7 @@ use http::uri::{Authority, Scheme};
 use http::Uri;
 
 use crate::config::ServerConfig;
+use crate::health::PassiveState;
 use crate::metrics::ServerStats;
 
 /// Live, shared counters of one server. Every field is an atomic: updated on
@@ -24,6 +25,8 @@ pub struct ServerState {
     drained: AtomicBool,
     /// Response and error counters (exported on `/metrics`).
     pub stats: ServerStats,
+    /// Passive-health counters and ejection deadline (see `health::passive`).
+    pub passive: PassiveState,
 }
 
 impl Default for ServerState {
@@ -34,6 +37,7 @@ impl Default for ServerState {
             healthy: AtomicBool::new(true),
             drained: AtomicBool::new(false),
             stats: ServerStats::default(),
+            passive: PassiveState::default(),
         }
     }
 }
@@ -49,7 +53,8 @@ impl ServerState {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// False when the server must receive no traffic (health checks).
+    /// False when active health checks marked the server down (passive
+    /// ejection is separate: see `ServerGroup::is_usable`).
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
