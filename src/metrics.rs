@@ -100,6 +100,20 @@ pub struct GroupStats {
     pub duration: Histogram,
     /// Requests answered 503 because no server was usable.
     pub no_server: AtomicU64,
+    /// Unix second of the last "no usable server" warning (rate limit).
+    no_server_logged: AtomicU64,
+}
+
+impl GroupStats {
+    /// Counts a 503 for lack of a usable server; true at most once per
+    /// second, so the warning does not flood the log under load.
+    pub fn no_server(&self) -> bool {
+        self.no_server.fetch_add(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.no_server_logged.swap(now, Ordering::Relaxed) != now
+    }
 }
 
 /// Counters of one server (kept in its `ServerState`).

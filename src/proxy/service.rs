@@ -154,8 +154,10 @@ async fn proxy(
                 observe(status.as_u16());
                 return error_response(status, record);
             }
-            tracing::warn!(route = %route.name, group = %group.name, "no usable server in group");
-            metrics::inc(&group.stats.no_server);
+            if group.stats.no_server() {
+                // At most once a second per group; the count is in /metrics.
+                tracing::warn!(route = %route.name, group = %group.name, "no usable server in group: answering 503");
+            }
             observe(503);
             return error_response(ErrorKind::NoServer.status(), record);
         };
