@@ -99,7 +99,7 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Empty => SizeHint::with_exact(0),
             UpstreamBody::Slot { taken: Some(b), .. } => b.size_hint(),
-            UpstreamBody::Slot { slot, .. } => slot.hint.clone(),
+            UpstreamBody::Slot { slot, .. } => slot.hint,
         }
     }
 }

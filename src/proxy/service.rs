@@ -149,7 +149,18 @@ async fn proxy(
         *upstream_req.headers_mut() = headers;
 
         let guard = server.state.start_request();
-        match forward::send(&group.client, upstream_req, group.timeouts.response).await {
+        let sent = Instant::now();
+        let result = forward::send(&group.client, upstream_req, group.timeouts.response).await;
+        match &result {
+            // Time to response headers feeds the peak EWMA; a timeout is a
+            // lower bound of it and counts too (so a hanging server looks slow).
+            Ok(_) => group.record_response_time(index, sent.elapsed()),
+            Err(e) if e.kind == ErrorKind::ResponseTimeout => {
+                group.record_response_time(index, sent.elapsed())
+            }
+            Err(_) => {}
+        }
+        match result {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::rewrite_response(&mut rparts.headers, rparts.version);
@@ -164,7 +175,7 @@ async fn proxy(
                 drop(guard);
                 let can_retry = err.retryable
                     && attempts_left > 0
-                    && slot.as_ref().is_none_or(BodySlot::is_untouched);
+                    && slot.as_ref().map_or(true, BodySlot::is_untouched);
                 tracing::warn!(
                     route = %route.name,
                     group = %group.name,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::balancer::{self, Balancer, PickContext};
 use crate::config::{GroupConfig, Timeouts};
@@ -10,13 +11,16 @@ use crate::forward::UpstreamClient;
 
 use super::server::{Server, ServerState};
 
+/// (group name, server id).
+type StateKey = (Arc<str>, Arc<str>);
+
 /// Live per-server state by (group name, server id), so that a rebuilt group
 /// keeps the counters and health of servers that did not change.
 ///
 /// Locked only while a config is being built, never on the request path.
 #[derive(Debug, Default)]
 pub struct StateRegistry {
-    states: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<ServerState>>>,
+    states: Mutex<HashMap<StateKey, Arc<ServerState>>>,
 }
 
 impl StateRegistry {
@@ -46,6 +50,9 @@ pub struct ServerGroup {
     pub retries: u32,
     /// The balancing algorithm's state.
     pub balancer: Box<dyn Balancer>,
+    /// Time constant of the servers' peak-EWMA response time (see
+    /// [`ServerState::record_response_time`]).
+    pub ewma_decay: Duration,
     /// The pooled upstream client of this group.
     pub client: UpstreamClient,
 }
@@ -58,12 +65,13 @@ impl ServerGroup {
             .iter()
             .map(|s| Server::new(s, registry.state(&config.name, &s.id)))
             .collect();
-        let balancer = balancer::build(config.algorithm, &servers);
+        let balancer = balancer::build(config, &servers);
         ServerGroup {
             name: config.name.clone(),
             timeouts: config.timeouts,
             retries: config.retries,
             balancer,
+            ewma_decay: config.ewma_decay,
             client: crate::forward::client(config),
             servers,
         }
@@ -75,6 +83,29 @@ impl ServerGroup {
     pub fn pick(&self, ctx: &PickContext<'_>, excluded: &Excluded) -> Option<usize> {
         let usable = |i: usize| !excluded.contains(i) && self.servers[i].state.is_healthy();
         self.balancer.pick(&self.servers, ctx, &usable)
+    }
+}
+
+impl ServerGroup {
+    /// Records the time server `index` took to send its response headers,
+    /// into its peak EWMA (used by `least_response_time`, exported as a
+    /// metric for every group).
+    pub fn record_response_time(&self, index: usize, rtt: Duration) {
+        if let Some(s) = self.servers.get(index) {
+            s.state.record_response_time(rtt, self.ewma_decay);
+        }
+    }
+
+    /// Per-server live load for metrics: `(server, in-flight requests,
+    /// peak-EWMA time to response headers or None before the first sample)`.
+    pub fn server_loads(&self) -> impl Iterator<Item = (&Server, u64, Option<Duration>)> + '_ {
+        self.servers.iter().map(|s| {
+            (
+                s,
+                s.state.in_flight(),
+                s.state.response_time_ewma(self.ewma_decay),
+            )
+        })
     }
 }
 
