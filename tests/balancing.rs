@@ -510,3 +510,48 @@ async fn hash_without_key_falls_back_to_round_robin() {
     assert_eq!((a.hits() - a0, b.hits() - b0), (10, 10));
     proxy.shutdown().await;
 }
+
+/// The shipped example config selects `least_response_time` on `profile`.
+#[test]
+fn routes_example_uses_least_response_time() {
+    let config = weir::config::load_file(&path("routes.example.yaml")).expect("example loads");
+    let profile = config
+        .groups
+        .iter()
+        .find(|g| &*g.name == "profile")
+        .unwrap();
+    assert_eq!(
+        profile.algorithm,
+        weir::config::Algorithm::LeastResponseTime
+    );
+    assert_eq!(profile.default_rtt, Duration::from_millis(30));
+}
+
+/// A stopped server's clients move (the failed connect is retried on the
+/// next server clockwise); every other client keeps its server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_hash_down_server_moves_only_its_clients() {
+    let _serial = SERIAL.lock().await;
+    const CLIENTS: usize = 300;
+    let ups = futures_join(5).await;
+    let list: Vec<(&Upstream, u32)> = ups.iter().map(|u| (u, 1)).collect();
+    let proxy = start_proxy(&yaml("    algorithm: ip_hash\n", &servers_yaml(&list))).await;
+    let addr = proxy.local_addr("http").unwrap();
+    let mut before = Vec::new();
+    for i in 0..CLIENTS {
+        before.push(get_from(client_ip(i), addr, "/").await);
+    }
+    ups[2].stop();
+    let mut moved = 0;
+    for (i, b) in before.iter().enumerate() {
+        let now = get_from(client_ip(i), addr, "/").await;
+        if b == "s3" {
+            assert_ne!(now, "s3");
+            moved += 1;
+        } else {
+            assert_eq!(&now, b, "client {i} moved although its server is up");
+        }
+    }
+    assert!(moved > 0);
+    proxy.shutdown().await;
+}

@@ -28,8 +28,9 @@
 //! same way: the hash is fixed, not seeded per process.
 //!
 //! # Lookup
-//! A 65,537-entry index by the top 16 bits of the hash narrows the binary
-//! search to a handful of points: two or three memory reads per pick.
+//! An index by the top bits of the hash (4 to 8 points per bucket) narrows
+//! the binary search to one or two cache lines: two or three memory reads
+//! per pick.
 
 use std::net::IpAddr;
 
@@ -41,7 +42,7 @@ use crate::upstream::Server;
 
 /// Ring points per unit of weight.
 pub const POINTS_PER_WEIGHT: u64 = 1024;
-/// Largest ring, in points (8 bytes each: 32 MiB).
+/// Largest ring, in points (8 bytes each, 32 MiB, plus a 2 MiB index).
 pub const MAX_POINTS: u64 = 1 << 22;
 
 /// What `hash` hashes: `header:NAME`, `cookie:NAME` or `query:NAME`.
@@ -208,12 +209,14 @@ pub fn hash_ip(ip: IpAddr) -> u64 {
 /// The ketama ring of one group snapshot.
 #[derive(Debug)]
 pub struct Ring {
-    /// Point positions, ascending.
-    points: Vec<u32>,
-    /// Server index owning each point.
-    owners: Vec<u32>,
-    /// `index[b]`: the first point whose top 16 bits are ≥ `b` (65,537 entries).
+    /// `position << 32 | server index`, ascending by position: a point and
+    /// its owner share a cache line.
+    entries: Vec<u64>,
+    /// `index[b]`: the first entry whose position's top `bits` bits are ≥ `b`
+    /// (`2^bits + 1` entries, 4 to 8 points per bucket).
     index: Vec<u32>,
+    /// `32 - bits`.
+    shift: u32,
 }
 
 impl Ring {
@@ -235,70 +238,80 @@ impl Ring {
             }
         };
         let count: u64 = servers.iter().map(|s| points_of(s.weight)).sum();
-        let mut entries: Vec<(u32, u64, u32)> = Vec::with_capacity(count as usize);
+        let mut points: Vec<(u32, u64, u32)> = Vec::with_capacity(count as usize);
         for (i, s) in servers.iter().enumerate() {
             let id = hash_bytes(s.id.as_bytes());
             for j in 0..points_of(s.weight) {
                 let p = mix(id ^ (j + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-                entries.push(((p >> 32) as u32, id, i as u32));
+                points.push(((p >> 32) as u32, id, i as u32));
             }
         }
         // Equal positions: the order of the ids decides, not config order.
-        entries.sort_unstable_by_key(|&(p, id, _)| (p, id));
-        let points: Vec<u32> = entries.iter().map(|e| e.0).collect();
-        let owners: Vec<u32> = entries.iter().map(|e| e.2).collect();
-        let mut index = Vec::with_capacity(65_537);
+        points.sort_unstable_by_key(|&(p, id, _)| (p, id));
+        let entries: Vec<u64> = points
+            .iter()
+            .map(|&(p, _, owner)| (u64::from(p) << 32) | u64::from(owner))
+            .collect();
+        drop(points);
+        let bits = (usize::BITS - entries.len().max(1).leading_zeros()).clamp(4, 25) - 3;
+        let shift = 32 - bits;
+        let mut index = Vec::with_capacity((1usize << bits) + 1);
         let mut pos = 0usize;
-        for b in 0..=65_536u32 {
-            while pos < points.len() && (points[pos] >> 16) < b {
+        for b in 0..=(1u64 << bits) {
+            while pos < entries.len() && (entries[pos] >> (32 + shift)) < b {
                 pos += 1;
             }
             index.push(pos as u32);
         }
         Ring {
-            points,
-            owners,
+            entries,
             index,
+            shift,
         }
     }
 
     /// Number of points.
     pub fn len(&self) -> usize {
-        self.points.len()
+        self.entries.len()
     }
 
     /// True when the ring has no point (no server).
     pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
+        self.entries.is_empty()
     }
 
     /// The position of the first point clockwise of `hash` (top 32 bits used).
     #[inline]
     fn position(&self, hash: u64) -> usize {
-        let p = (hash >> 32) as u32;
-        let b = (p >> 16) as usize;
+        let p = hash >> 32;
+        let b = (p >> self.shift) as usize;
         let lo = self.index[b] as usize;
         let hi = self.index[b + 1] as usize;
-        let pos = lo + self.points[lo..hi].partition_point(|&x| x < p);
-        if pos == self.points.len() {
+        let pos = lo + self.entries[lo..hi].partition_point(|&e| (e >> 32) < p);
+        if pos == self.entries.len() {
             0
         } else {
             pos
         }
     }
 
+    #[inline]
+    fn owner(&self, pos: usize) -> usize {
+        (self.entries[pos] & 0xffff_ffff) as usize
+    }
+
     /// The server owning `hash`, walking clockwise past servers that are not
     /// `usable` (at most `n` points, then a plain scan: bounded by `2n`).
     #[inline]
     pub fn lookup(&self, hash: u64, n: usize, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
-        if self.points.is_empty() {
+        if self.entries.is_empty() {
             return None;
         }
         let mut pos = self.position(hash);
-        let first = self.owners[pos] as usize;
+        let first = self.owner(pos);
         let mut last = usize::MAX;
-        for _ in 0..n.min(self.points.len()) {
-            let i = self.owners[pos] as usize;
+        for _ in 0..n.min(self.entries.len()) {
+            let i = self.owner(pos);
             if i != last {
                 if usable(i) {
                     return Some(i);
@@ -306,7 +319,7 @@ impl Ring {
                 last = i;
             }
             pos += 1;
-            if pos == self.points.len() {
+            if pos == self.entries.len() {
                 pos = 0;
             }
         }

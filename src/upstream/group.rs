@@ -136,3 +136,27 @@ impl Excluded {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn load_and_ewma_survive_a_rebuild() {
+        let yaml = "listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - group: g\ngroups:\n  g:\n    algorithm: least_response_time\n    servers:\n      - address: 127.0.0.1:9001\n        id: a\n";
+        let config = crate::config::load_str(yaml, Path::new("t.yaml")).unwrap();
+        let registry = StateRegistry::default();
+        let first = ServerGroup::new(&config.groups[0], &registry);
+        let _guard = first.servers[0].state.start_request();
+        first.record_response_time(0, Duration::from_millis(40));
+        let second = ServerGroup::new(&config.groups[0], &registry);
+        let (server, in_flight, ewma) = second.server_loads().next().unwrap();
+        assert_eq!(&*server.id, "a");
+        assert_eq!(in_flight, 1);
+        let ewma = ewma.unwrap();
+        assert!(ewma <= Duration::from_millis(40) && ewma > Duration::from_millis(39));
+    }
+}
