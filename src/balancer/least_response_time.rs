@@ -51,8 +51,38 @@ impl LeastResponseTime {
             .state
             .ewma_at(now_ns, self.decay_ns)
             .unwrap_or(self.default_rtt_ns);
-        rtt * (server.state.in_flight() as f64 + 1.0) / f64::from(server.weight.max(1))
+        rtt * load(server)
     }
+
+    /// True when `x` scores strictly lower than `y` now.
+    ///
+    /// When both have samples the clock is not read: with
+    /// `ewma(i) = e_i · exp(-(now - t_i)/τ)`, the common `exp(-now/τ)` cancels
+    /// and `score(x) < score(y) ⇔ e_x·L_x < e_y·L_y·exp((t_y - t_x)/τ)`
+    /// (`L` = (in-flight + 1) / weight): one `exp`, no clock read.
+    #[inline]
+    pub fn better(&self, x: &Server, y: &Server) -> bool {
+        match (x.state.ewma_raw(), y.state.ewma_raw()) {
+            (Some((ex, tx)), Some((ey, ty))) => {
+                let rel = if self.decay_ns > 0.0 {
+                    ((ty as f64 - tx as f64) / self.decay_ns).clamp(-700.0, 700.0)
+                } else {
+                    0.0
+                };
+                ex * load(x) < ey * load(y) * rel.exp()
+            }
+            _ => {
+                let now = monotonic_nanos();
+                self.score(x, now) < self.score(y, now)
+            }
+        }
+    }
+}
+
+/// `(in_flight + 1) / weight` of `server`.
+#[inline]
+fn load(server: &Server) -> f64 {
+    (server.state.in_flight() as f64 + 1.0) / f64::from(server.weight.max(1))
 }
 
 impl Balancer for LeastResponseTime {
@@ -62,9 +92,8 @@ impl Balancer for LeastResponseTime {
         _ctx: &PickContext<'_>,
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
-        let now = monotonic_nanos();
         pick_pair(&self.sampler, usable, |x, y| {
-            self.score(&servers[x], now) < self.score(&servers[y], now)
+            self.better(&servers[x], &servers[y])
         })
     }
 }
@@ -90,6 +119,29 @@ mod tests {
         s[0].state.observe_at(40.0 * MS, now, 10_000.0 * MS);
         let _g = [s[0].state.start_request(), s[0].state.start_request()];
         assert_eq!(b.score(&s[0], now), 40.0 * MS * 3.0 / 2.0);
+    }
+
+    #[test]
+    fn comparing_without_the_clock_agrees_with_the_scores() {
+        let s = servers(&[1, 3, 2, 1]);
+        let b = LeastResponseTime::new(&s, Duration::from_millis(30), Duration::from_secs(2));
+        let base = monotonic_nanos();
+        // Samples at different times; server 3 has none (default RTT).
+        s[0].state.observe_at(20.0 * MS, base, 2_000.0 * MS);
+        s[1].state
+            .observe_at(45.0 * MS, base + 1_500_000_000, 2_000.0 * MS);
+        s[2].state
+            .observe_at(12.0 * MS, base + 700_000_000, 2_000.0 * MS);
+        let _g = [s[1].state.start_request(), s[2].state.start_request()];
+        let now = base + 3_000_000_000;
+        for x in 0..4 {
+            for y in 0..4 {
+                let by_score = b.score(&s[x], now) < b.score(&s[y], now);
+                if x != 3 && y != 3 {
+                    assert_eq!(b.better(&s[x], &s[y]), by_score, "{x} vs {y}");
+                }
+            }
+        }
     }
 
     #[test]

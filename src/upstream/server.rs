@@ -145,6 +145,22 @@ impl ServerState {
         }
     }
 
+    /// The stored peak EWMA in nanoseconds and the [`monotonic_nanos`] time
+    /// of its last update, before any decay on read; `None` before the first
+    /// sample. Lets a balancer compare two servers without reading the clock
+    /// (the decay factor `exp(-now / decay)` is common to both).
+    #[inline]
+    pub fn ewma_raw(&self) -> Option<(f64, u64)> {
+        let bits = self.ewma_bits.load(Ordering::Relaxed);
+        if bits == NO_SAMPLE {
+            return None;
+        }
+        Some((
+            f64::from_bits(bits),
+            self.ewma_stamp.load(Ordering::Relaxed),
+        ))
+    }
+
     /// The peak-EWMA time to response headers now (for metrics), with time
     /// constant `decay`; `None` before the first sample.
     pub fn response_time_ewma(&self, decay: Duration) -> Option<Duration> {
