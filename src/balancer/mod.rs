@@ -10,7 +10,7 @@
 //! |------------------------|--------------------------|----------------------------------|
 //! | `round_robin`          | `round_robin.rs`         | nginx smooth weighted RR         |
 //! | `least_connections`    | `least_connections.rs`   | nginx `least_conn`               |
-//! | `ip_hash`, `hash`      | `hash.rs`                | ketama ring (Karger et al.)      |
+//! | `ip_hash`, `hash`      | `hash.rs`, `hash_key.rs` | ketama ring (Karger et al.)      |
 //! | `least_response_time`  | `least_response_time.rs` | Finagle / linkerd peak EWMA, P2C |
 //! | `power_of_two_choices` | `p2c.rs`                 | Mitzenmacher; linkerd2 `p2c`     |
 //! | `random`               | `random.rs`              | weighted random (alias method)   |
@@ -18,6 +18,7 @@
 //! See `docs/balancing.md` for formulas and benchmarks.
 
 pub mod hash;
+pub mod hash_key;
 pub mod least_connections;
 pub mod least_response_time;
 pub mod p2c;
