@@ -5,15 +5,34 @@
 //! decided outside it and passed in as the `usable` predicate, and every walk
 //! is bounded by the number of servers (pingora's `BackendIter`). A pick
 //! allocates nothing and takes no lock shared across connections.
+//!
+//! | `algorithm`            | file                     | follows                          |
+//! |------------------------|--------------------------|----------------------------------|
+//! | `round_robin`          | `round_robin.rs`         | nginx smooth weighted RR         |
+//! | `least_connections`    | `least_connections.rs`   | nginx `least_conn`               |
+//! | `ip_hash`, `hash`      | `hash.rs`, `hash_key.rs` | ketama ring (Karger et al.)      |
+//! | `least_response_time`  | `least_response_time.rs` | Finagle / linkerd peak EWMA, P2C |
+//! | `power_of_two_choices` | `p2c.rs`                 | Mitzenmacher; linkerd2 `p2c`     |
+//! | `random`               | `random.rs`              | weighted random (alias method)   |
+//!
+//! See `docs/balancing.md` for formulas and benchmarks.
 
+pub mod hash;
+pub mod hash_key;
+pub mod least_connections;
+pub mod least_response_time;
+pub mod p2c;
+pub mod random;
+pub mod rng;
 pub mod round_robin;
+pub mod weighted;
 
 use std::fmt::Debug;
 use std::net::IpAddr;
 
 use http::{HeaderMap, Uri};
 
-use crate::config::Algorithm;
+use crate::config::{Algorithm, GroupConfig};
 use crate::upstream::Server;
 
 /// What a balancer may look at in the request.
@@ -31,7 +50,7 @@ pub struct PickContext<'a> {
 pub trait Balancer: Send + Sync + Debug {
     /// The index of the server for the next request, among the indexes for
     /// which `usable` is true; `None` when none is usable. The walk is
-    /// bounded by `servers.len()` calls of `usable` (plus a constant).
+    /// bounded by a small multiple of `servers.len()` calls of `usable`.
     fn pick(
         &self,
         servers: &[Server],
@@ -40,14 +59,70 @@ pub trait Balancer: Send + Sync + Debug {
     ) -> Option<usize>;
 }
 
-/// Builds the balancer of `algorithm` for `servers`.
-pub fn build(algorithm: Algorithm, servers: &[Server]) -> Box<dyn Balancer> {
-    match algorithm {
+/// Builds the balancer of `group`'s algorithm for `servers` (the group's
+/// servers, in config order). `hash` without a `hash_key` (which validation
+/// rejects) hashes nothing and falls back to round robin.
+pub fn build(group: &GroupConfig, servers: &[Server]) -> Box<dyn Balancer> {
+    match group.algorithm {
         Algorithm::RoundRobin => Box::new(round_robin::SmoothWeighted::new(servers)),
+        Algorithm::LeastConnections => Box::new(least_connections::LeastConnections::new(servers)),
+        Algorithm::IpHash => Box::new(hash::ConsistentHash::client_ip(servers)),
+        Algorithm::Hash => match &group.hash_key {
+            Some(key) => Box::new(hash::ConsistentHash::key(servers, key.clone())),
+            None => Box::new(round_robin::SmoothWeighted::new(servers)),
+        },
+        Algorithm::LeastResponseTime => Box::new(least_response_time::LeastResponseTime::new(
+            servers,
+            group.default_rtt,
+            group.ewma_decay,
+        )),
+        Algorithm::PowerOfTwoChoices => Box::new(p2c::PowerOfTwoChoices::new(servers)),
+        Algorithm::Random => Box::new(random::WeightedRandom::new(servers)),
     }
 }
 
 /// The first usable index scanning from `start` (wrapping), at most `n` probes.
 pub(crate) fn scan_from(start: usize, n: usize, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
     (0..n).map(|k| (start + k) % n).find(|&i| usable(i))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use http::{HeaderMap, Uri};
+
+    use crate::config::ServerConfig;
+    use crate::upstream::{Server, ServerState};
+
+    /// Servers named `s0, s1, ...` with `weights`, each with fresh state.
+    pub fn servers(weights: &[u32]) -> Vec<Server> {
+        let names: Vec<String> = (0..weights.len()).map(|i| format!("s{i}")).collect();
+        let pairs: Vec<(&str, u32)> = names
+            .iter()
+            .zip(weights)
+            .map(|(n, w)| (n.as_str(), *w))
+            .collect();
+        servers_named(&pairs)
+    }
+
+    /// Servers with these ids and weights, each with fresh state.
+    pub fn servers_named(spec: &[(&str, u32)]) -> Vec<Server> {
+        spec.iter()
+            .enumerate()
+            .map(|(i, (id, w))| {
+                let config = ServerConfig {
+                    id: Arc::from(*id),
+                    address: format!("127.0.0.1:{}", 10_000 + i).parse().unwrap(),
+                    weight: *w,
+                };
+                Server::new(&config, Arc::new(ServerState::default()))
+            })
+            .collect()
+    }
+
+    /// A URI and headers for a [`super::PickContext`].
+    pub fn ctx_for() -> (Uri, HeaderMap) {
+        (Uri::from_static("/"), HeaderMap::new())
+    }
 }

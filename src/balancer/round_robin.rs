@@ -98,6 +98,16 @@ impl SmoothWeighted {
         }
     }
 
+    /// The next index of the weighted rotation (nginx's sequence), whatever
+    /// its usability; `None` for an empty group. Used by `least_connections`
+    /// to break ties in rotation, honoring weights.
+    pub(crate) fn next_in_rotation(&self) -> Option<usize> {
+        if self.n == 0 {
+            return None;
+        }
+        Some(self.at(self.next.fetch_add(1, Ordering::Relaxed)))
+    }
+
     fn at(&self, k: usize) -> usize {
         match &self.order {
             Order::Sequence(seq) => seq[k % seq.len()] as usize,

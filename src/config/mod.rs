@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 pub use serde_saphyr::Spanned;
 
@@ -25,11 +24,6 @@ pub use jwt::{RawClaimValue, RawJwt, RawJwtKey};
 pub use validate::{
     Algorithm, Config, GroupConfig, ListenerConfig, RouteConfig, ServerConfig, Timeouts,
 };
-
-/// A key that a later version of weir implements. Accepted by the parser so
-/// that validation can answer "not supported yet" with its location, rather
-/// than ignore it.
-pub type Reserved = Option<Spanned<IgnoredAny>>;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -148,11 +142,20 @@ pub struct RawMatch {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGroup {
-    /// Balancing algorithm (default `round_robin`, nginx's smooth weighted round robin).
+    /// Balancing algorithm (default `round_robin`, nginx's smooth weighted
+    /// round robin): `round_robin | least_connections | ip_hash | hash |
+    /// least_response_time | power_of_two_choices | random`.
     pub algorithm: Option<Spanned<String>>,
-    /// Key of the `hash` algorithm: not supported yet.
-    #[serde(default)]
-    pub hash_key: Reserved,
+    /// Key of the `hash` algorithm (required there, an error elsewhere):
+    /// `header:NAME | cookie:NAME | query:NAME`.
+    pub hash_key: Option<Spanned<String>>,
+    /// `least_response_time` only: the response time assumed for a server
+    /// without samples yet (default `30ms`, linkerd2-proxy's default).
+    pub default_rtt: Option<Spanned<String>>,
+    /// Time constant of the peak-EWMA response time (default `10s`, Finagle's
+    /// and linkerd's): how fast faster responses pull the estimate down. Used
+    /// by `least_response_time`; the EWMA is kept for every group's metrics.
+    pub ewma_decay: Option<Spanned<String>>,
     /// The servers (endpoints).
     pub servers: Spanned<Vec<RawServer>>,
     /// Sticky-cookie affinity: pins a client to one server.

@@ -17,8 +17,9 @@ use rustls::sign::CertifiedKey;
 use serde_saphyr::Location;
 
 use super::route_extra;
-use super::{ConfigError, ConfigErrors, RawConfig, RawGroup, RawListener, RawRoute, Reserved};
+use super::{ConfigError, ConfigErrors, RawConfig, RawGroup, RawListener, RawRoute, Spanned};
 use crate::affinity::{AffinitySecret, StickyConfig};
+use crate::balancer::hash::HashKey;
 use crate::health::{HealthCheck, PassiveConfig};
 use crate::listener::tls;
 use crate::route::{HostMatch, JwtVerifier, PathMatch, Route, ValueMatch};
@@ -87,11 +88,55 @@ pub struct ListenerConfig {
 /// A validated route (see [`Route`]).
 pub type RouteConfig = Route;
 
-/// Balancing algorithm of a group.
+/// Default `default_rtt` of `least_response_time` (linkerd2-proxy's default).
+pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
+/// Default time constant of the peak-EWMA response time (Finagle, linkerd).
+pub const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
+
+/// Balancing algorithm of a group (`groups.*.algorithm`). Every one honors
+/// server weights; see `docs/balancing.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
-    /// Smooth weighted round robin (nginx).
+    /// `round_robin`: smooth weighted round robin (nginx).
     RoundRobin,
+    /// `least_connections`: fewest in-flight requests per weight (nginx `least_conn`).
+    LeastConnections,
+    /// `ip_hash`: consistent hashing of the client address (ketama ring).
+    IpHash,
+    /// `hash`: consistent hashing of the group's `hash_key`.
+    Hash,
+    /// `least_response_time`: peak EWMA × (in-flight + 1) / weight, two choices.
+    LeastResponseTime,
+    /// `power_of_two_choices`: two distinct weighted-random servers, less loaded wins.
+    PowerOfTwoChoices,
+    /// `random`: weighted random.
+    Random,
+}
+
+impl Algorithm {
+    /// Every algorithm with its config name.
+    pub const ALL: [(&'static str, Algorithm); 7] = [
+        ("round_robin", Algorithm::RoundRobin),
+        ("least_connections", Algorithm::LeastConnections),
+        ("ip_hash", Algorithm::IpHash),
+        ("hash", Algorithm::Hash),
+        ("least_response_time", Algorithm::LeastResponseTime),
+        ("power_of_two_choices", Algorithm::PowerOfTwoChoices),
+        ("random", Algorithm::Random),
+    ];
+
+    /// The algorithm named `name` in the config.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+    }
+
+    /// The config name of the algorithm.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("round_robin", |(n, _)| n)
+    }
 }
 
 /// A validated server group.
@@ -101,6 +146,12 @@ pub struct GroupConfig {
     pub name: Arc<str>,
     /// Balancing algorithm.
     pub algorithm: Algorithm,
+    /// The key `hash` hashes (set exactly when `algorithm` is `hash`).
+    pub hash_key: Option<HashKey>,
+    /// `least_response_time`: the response time of a server without samples.
+    pub default_rtt: Duration,
+    /// Time constant of the peak-EWMA response time.
+    pub ewma_decay: Duration,
     /// Servers, in file order.
     pub servers: Vec<ServerConfig>,
     /// Upstream timeouts.
@@ -162,16 +213,6 @@ impl Errors<'_> {
             key: key.into(),
             message: message.into(),
         });
-    }
-
-    fn reserved(&mut self, value: &Reserved, key: impl Into<String>) {
-        if let Some(v) = value {
-            self.at(
-                Some(&v.referenced),
-                key,
-                "not supported yet in this version of weir",
-            );
-        }
     }
 }
 
@@ -350,37 +391,71 @@ fn group(
 ) -> Option<GroupConfig> {
     let key = format!("groups.{name}");
     let before = errs.list.len();
-    let algorithm = match g.algorithm.as_ref().map(|a| (a.value.as_str(), a)) {
-        None | Some(("round_robin", _)) => Algorithm::RoundRobin,
-        Some((
-            other @ ("least_connections"
-            | "ip_hash"
-            | "hash"
-            | "least_response_time"
-            | "power_of_two_choices"
-            | "random"),
-            a,
-        )) => {
-            errs.at(
-                Some(&a.referenced),
-                format!("{key}.algorithm"),
-                format!("{other:?} is not supported yet in this version of weir"),
-            );
-            Algorithm::RoundRobin
-        }
-        Some((other, a)) => {
+    let algorithm = match &g.algorithm {
+        None => Algorithm::RoundRobin,
+        Some(a) => Algorithm::from_name(&a.value).unwrap_or_else(|| {
             errs.at(
                 Some(&a.referenced),
                 format!("{key}.algorithm"),
                 format!(
-                    "unknown algorithm {other:?}; expected one of round_robin, least_connections, \
-                     ip_hash, hash, least_response_time, power_of_two_choices, random"
+                    "unknown algorithm {:?}; expected one of round_robin, least_connections, \
+                     ip_hash, hash, least_response_time, power_of_two_choices, random",
+                    a.value
                 ),
             );
             Algorithm::RoundRobin
-        }
+        }),
     };
-    errs.reserved(&g.hash_key, format!("{key}.hash_key"));
+    let hash_key = match (&g.hash_key, algorithm) {
+        (Some(k), Algorithm::Hash) => match HashKey::parse(&k.value) {
+            Ok(k) => Some(k),
+            Err(m) => {
+                errs.at(Some(&k.referenced), format!("{key}.hash_key"), m);
+                None
+            }
+        },
+        (Some(k), other) => {
+            errs.at(
+                Some(&k.referenced),
+                format!("{key}.hash_key"),
+                format!(
+                    "only used with algorithm hash (this group uses {})",
+                    other.name()
+                ),
+            );
+            None
+        }
+        (None, Algorithm::Hash) => {
+            let loc = g.algorithm.as_ref().map(|a| &a.referenced);
+            errs.at(
+                loc,
+                format!("{key}.hash_key"),
+                "algorithm hash needs hash_key: header:NAME, cookie:NAME or query:NAME",
+            );
+            None
+        }
+        (None, _) => None,
+    };
+    let default_rtt = match &g.default_rtt {
+        Some(d) if algorithm != Algorithm::LeastResponseTime => {
+            errs.at(
+                Some(&d.referenced),
+                format!("{key}.default_rtt"),
+                format!(
+                    "only used with algorithm least_response_time (this group uses {})",
+                    algorithm.name()
+                ),
+            );
+            DEFAULT_RTT
+        }
+        Some(d) => positive_duration(d, format!("{key}.default_rtt"), errs).unwrap_or(DEFAULT_RTT),
+        None => DEFAULT_RTT,
+    };
+    let ewma_decay = g
+        .ewma_decay
+        .as_ref()
+        .and_then(|d| positive_duration(d, format!("{key}.ewma_decay"), errs))
+        .unwrap_or(DEFAULT_EWMA_DECAY);
     let health_check = g
         .health_check
         .as_ref()
@@ -467,6 +542,9 @@ fn group(
     Some(GroupConfig {
         name: Arc::from(name),
         algorithm,
+        hash_key,
+        default_rtt,
+        ewma_decay,
         servers,
         timeouts: Timeouts {
             connect: g.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
@@ -480,6 +558,25 @@ fn group(
         passive,
         fail_open: g.fail_open.unwrap_or(false),
     })
+}
+
+/// A humantime duration (`50ms`, `10s`) greater than zero.
+fn positive_duration(d: &Spanned<String>, key: String, errs: &mut Errors) -> Option<Duration> {
+    match humantime::parse_duration(d.value.trim()) {
+        Ok(v) if !v.is_zero() => Some(v),
+        Ok(_) => {
+            errs.at(Some(&d.referenced), key, "must be greater than 0");
+            None
+        }
+        Err(e) => {
+            errs.at(
+                Some(&d.referenced),
+                key,
+                format!("{:?} is not a duration such as 50ms or 10s: {e}", d.value),
+            );
+            None
+        }
+    }
 }
 
 /// A server address must be `host:port` with an explicit port and nothing else.
@@ -591,4 +688,90 @@ fn route(
         forward_claims: extra.forward_claims,
         group: group?,
     })
+}
+
+#[cfg(test)]
+mod balancing_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn group_yaml(extra: &str) -> String {
+        format!(
+            "listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - group: g\ngroups:\n  g:\n{extra}    servers:\n      - address: 127.0.0.1:9001\n"
+        )
+    }
+
+    fn load(extra: &str) -> Result<Config, String> {
+        crate::config::load_str(&group_yaml(extra), Path::new("t.yaml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_algorithm_is_accepted() {
+        for (name, alg) in Algorithm::ALL {
+            let extra = if name == "hash" {
+                format!("    algorithm: {name}\n    hash_key: header:x-user\n")
+            } else {
+                format!("    algorithm: {name}\n")
+            };
+            let c = load(&extra).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(c.groups[0].algorithm, alg);
+            assert_eq!(alg.name(), name);
+        }
+        let c = load("").unwrap();
+        assert_eq!(c.groups[0].algorithm, Algorithm::RoundRobin);
+        assert_eq!(c.groups[0].default_rtt, DEFAULT_RTT);
+        assert_eq!(c.groups[0].ewma_decay, DEFAULT_EWMA_DECAY);
+    }
+
+    #[test]
+    fn hash_key_rules() {
+        let c = load("    algorithm: hash\n    hash_key: cookie:sid\n").unwrap();
+        assert_eq!(c.groups[0].hash_key, Some(HashKey::Cookie("sid".into())));
+        let e = load("    algorithm: hash\n").unwrap_err();
+        assert!(
+            e.contains("t.yaml:7:16: groups.g.hash_key: algorithm hash needs hash_key"),
+            "{e}"
+        );
+        let e = load("    algorithm: ip_hash\n    hash_key: header:x\n").unwrap_err();
+        assert!(
+            e.contains(
+                "groups.g.hash_key: only used with algorithm hash (this group uses ip_hash)"
+            ),
+            "{e}"
+        );
+        let e = load("    algorithm: hash\n    hash_key: body:x\n").unwrap_err();
+        assert!(
+            e.contains("t.yaml:8:15: groups.g.hash_key:") && e.contains("unknown key source"),
+            "{e}"
+        );
+        let e = load("    algorithm: hash\n    hash_key: \"header:bad name\"\n").unwrap_err();
+        assert!(e.contains("not a valid header name"), "{e}");
+    }
+
+    #[test]
+    fn ewma_keys() {
+        let c =
+            load("    algorithm: least_response_time\n    default_rtt: 50ms\n    ewma_decay: 2s\n")
+                .unwrap();
+        assert_eq!(c.groups[0].default_rtt, Duration::from_millis(50));
+        assert_eq!(c.groups[0].ewma_decay, Duration::from_secs(2));
+        let e = load("    default_rtt: 50ms\n").unwrap_err();
+        assert!(
+            e.contains("groups.g.default_rtt: only used with algorithm least_response_time"),
+            "{e}"
+        );
+        let e = load("    algorithm: least_response_time\n    default_rtt: fast\n").unwrap_err();
+        assert!(
+            e.contains("t.yaml:8:18: groups.g.default_rtt:") && e.contains("not a duration"),
+            "{e}"
+        );
+        let e = load("    ewma_decay: 0s\n").unwrap_err();
+        assert!(
+            e.contains("groups.g.ewma_decay: must be greater than 0"),
+            "{e}"
+        );
+        let e = load("    algorithm: fastest\n").unwrap_err();
+        assert!(e.contains("unknown algorithm \"fastest\""), "{e}");
+    }
 }

@@ -189,7 +189,18 @@ async fn proxy(
         *upstream_req.headers_mut() = headers;
 
         let guard = server.state.start_request();
-        match forward::send(&group.client, upstream_req, group.timeouts.response).await {
+        let sent = Instant::now();
+        let result = forward::send(&group.client, upstream_req, group.timeouts.response).await;
+        match &result {
+            // Time to response headers feeds the peak EWMA; a timeout is a
+            // lower bound of it and counts too (so a hanging server looks slow).
+            Ok(_) => group.record_response_time(index, sent.elapsed()),
+            Err(e) if e.kind == ErrorKind::ResponseTimeout => {
+                group.record_response_time(index, sent.elapsed())
+            }
+            Err(_) => {}
+        }
+        match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 server.state.stats.responses.inc(status);

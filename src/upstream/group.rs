@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::affinity::Sticky;
 use crate::balancer::{self, Balancer, PickContext};
@@ -99,6 +100,9 @@ pub struct ServerGroup {
     pub retries: u32,
     /// The balancing algorithm's state.
     pub balancer: Box<dyn Balancer>,
+    /// Time constant of the servers' peak-EWMA response time (see
+    /// [`ServerState::record_response_time`]).
+    pub ewma_decay: Duration,
     /// The pooled upstream client of this group.
     pub client: UpstreamClient,
     /// Cookie affinity (`sticky:`); `None` for groups without it.
@@ -142,7 +146,7 @@ impl ServerGroup {
             .iter()
             .map(|s| Server::new(s, registry.state(&config.name, &s.id)))
             .collect();
-        let balancer = balancer::build(config.algorithm, &servers);
+        let balancer = balancer::build(config, &servers);
         let sticky = config.sticky.as_ref().map(|s| Sticky::new(s, &servers));
         ServerGroup {
             name: config.name.clone(),
@@ -154,6 +158,7 @@ impl ServerGroup {
             stats: registry.group_stats(&config.name),
             sticky,
             health: GroupHealth::new(config.passive, config.fail_open),
+            ewma_decay: config.ewma_decay,
             servers,
         }
     }
@@ -215,6 +220,29 @@ impl ServerGroup {
     }
 }
 
+impl ServerGroup {
+    /// Records the time server `index` took to send its response headers,
+    /// into its peak EWMA (used by `least_response_time`, exported as a
+    /// metric for every group).
+    pub fn record_response_time(&self, index: usize, rtt: Duration) {
+        if let Some(s) = self.servers.get(index) {
+            s.state.record_response_time(rtt, self.ewma_decay);
+        }
+    }
+
+    /// Per-server live load for metrics: `(server, in-flight requests,
+    /// peak-EWMA time to response headers or None before the first sample)`.
+    pub fn server_loads(&self) -> impl Iterator<Item = (&Server, u64, Option<Duration>)> + '_ {
+        self.servers.iter().map(|s| {
+            (
+                s,
+                s.state.in_flight(),
+                s.state.response_time_ewma(self.ewma_decay),
+            )
+        })
+    }
+}
+
 /// Servers already tried by one request, as a small bit set (no allocation
 /// for groups of up to 128 servers; larger groups spill to a `Vec`).
 #[derive(Debug, Default, Clone)]
@@ -240,5 +268,29 @@ impl Excluded {
         } else {
             self.more.contains(&i)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn load_and_ewma_survive_a_rebuild() {
+        let yaml = "listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - group: g\ngroups:\n  g:\n    algorithm: least_response_time\n    servers:\n      - address: 127.0.0.1:9001\n        id: a\n";
+        let config = crate::config::load_str(yaml, Path::new("t.yaml")).unwrap();
+        let registry = StateRegistry::default();
+        let first = ServerGroup::new(&config.groups[0], &registry, None);
+        let _guard = first.servers[0].state.start_request();
+        first.record_response_time(0, Duration::from_millis(40));
+        let second = ServerGroup::new(&config.groups[0], &registry, Some(&first));
+        let (server, in_flight, ewma) = second.server_loads().next().unwrap();
+        assert_eq!(&*server.id, "a");
+        assert_eq!(in_flight, 1);
+        let ewma = ewma.unwrap();
+        assert!(ewma <= Duration::from_millis(40) && ewma > Duration::from_millis(39));
     }
 }

@@ -6,7 +6,8 @@
 //! (pingora lost its counters on rebuild, its issue #144; we must not).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use http::uri::{Authority, Scheme};
 use http::Uri;
@@ -14,6 +15,17 @@ use http::Uri;
 use crate::config::ServerConfig;
 use crate::health::PassiveState;
 use crate::metrics::ServerStats;
+
+/// `ewma_bits` value meaning "no response-time sample yet" (a NaN).
+const NO_SAMPLE: u64 = u64::MAX;
+
+/// Nanoseconds on a process-wide monotonic clock (the time base of the
+/// response-time EWMA).
+pub fn monotonic_nanos() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    epoch.elapsed().as_nanos() as u64
+}
 
 /// Live, shared counters of one server. Every field is an atomic: updated on
 /// the request path without locks.
@@ -27,6 +39,11 @@ pub struct ServerState {
     pub stats: ServerStats,
     /// Passive-health counters and ejection deadline (see `health::passive`).
     pub passive: PassiveState,
+    /// Peak-EWMA of the time to response headers, in nanoseconds, as `f64`
+    /// bits; [`NO_SAMPLE`] before the first sample.
+    ewma_bits: AtomicU64,
+    /// [`monotonic_nanos`] of the last EWMA update.
+    ewma_stamp: AtomicU64,
 }
 
 impl Default for ServerState {
@@ -38,6 +55,8 @@ impl Default for ServerState {
             drained: AtomicBool::new(false),
             stats: ServerStats::default(),
             passive: PassiveState::default(),
+            ewma_bits: AtomicU64::new(NO_SAMPLE),
+            ewma_stamp: AtomicU64::new(0),
         }
     }
 }
@@ -73,6 +92,102 @@ impl ServerState {
     /// Drains (`true`) or re-enables (`false`) the server; returns the previous value.
     pub fn set_drained(&self, drained: bool) -> bool {
         self.drained.swap(drained, Ordering::Relaxed)
+    }
+
+    /// Records one response time (request sent → response headers received)
+    /// into the peak EWMA, with time constant `decay`.
+    ///
+    /// Finagle's `PeakEwma.observe` (also tower/linkerd2-proxy's
+    /// `PeakEwma`): a sample above the estimate replaces it at once (peak);
+    /// a lower one pulls it with weight `1 - exp(-Δt / decay)`, `Δt` being the
+    /// time since the previous update.
+    pub fn record_response_time(&self, rtt: Duration, decay: Duration) {
+        self.observe_at(
+            rtt.as_nanos() as f64,
+            monotonic_nanos(),
+            decay.as_nanos() as f64,
+        );
+    }
+
+    /// [`Self::record_response_time`] at an explicit time: `rtt_ns` and
+    /// `decay_ns` in nanoseconds, `now_ns` on the [`monotonic_nanos`] clock.
+    ///
+    /// Lock-free: a compare-and-swap loop on the estimate. The update time is
+    /// a second atomic, so two racing updates may use a slightly stale `Δt`;
+    /// the estimate stays within the range of the samples.
+    pub fn observe_at(&self, rtt_ns: f64, now_ns: u64, decay_ns: f64) {
+        let stamp = self.ewma_stamp.load(Ordering::Relaxed);
+        let elapsed = now_ns.saturating_sub(stamp) as f64;
+        let w = if decay_ns > 0.0 {
+            (-elapsed / decay_ns).exp()
+        } else {
+            0.0
+        };
+        let mut current = self.ewma_bits.load(Ordering::Relaxed);
+        loop {
+            let old = f64::from_bits(current);
+            let new = if current == NO_SAMPLE || rtt_ns > old {
+                rtt_ns
+            } else {
+                old * w + rtt_ns * (1.0 - w)
+            };
+            match self.ewma_bits.compare_exchange_weak(
+                current,
+                new.to_bits(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+        self.ewma_stamp.fetch_max(now_ns, Ordering::Relaxed);
+    }
+
+    /// The peak-EWMA response time at `now_ns` in nanoseconds, or `None`
+    /// before the first sample.
+    ///
+    /// Like Finagle's `PeakEwma.get` (an `observe(0)`), the estimate decays
+    /// toward zero while no sample arrives, so a server that was once slow is
+    /// tried again; here the decay is applied on read without writing:
+    /// `estimate × exp(-(now - last update) / decay)`.
+    #[inline]
+    pub fn ewma_at(&self, now_ns: u64, decay_ns: f64) -> Option<f64> {
+        let bits = self.ewma_bits.load(Ordering::Relaxed);
+        if bits == NO_SAMPLE {
+            return None;
+        }
+        let stamp = self.ewma_stamp.load(Ordering::Relaxed);
+        let elapsed = now_ns.saturating_sub(stamp) as f64;
+        let v = f64::from_bits(bits);
+        if decay_ns > 0.0 {
+            Some(v * (-elapsed / decay_ns).exp())
+        } else {
+            Some(v)
+        }
+    }
+
+    /// The stored peak EWMA in nanoseconds and the [`monotonic_nanos`] time
+    /// of its last update, before any decay on read; `None` before the first
+    /// sample. Lets a balancer compare two servers without reading the clock
+    /// (the decay factor `exp(-now / decay)` is common to both).
+    #[inline]
+    pub fn ewma_raw(&self) -> Option<(f64, u64)> {
+        let bits = self.ewma_bits.load(Ordering::Relaxed);
+        if bits == NO_SAMPLE {
+            return None;
+        }
+        Some((
+            f64::from_bits(bits),
+            self.ewma_stamp.load(Ordering::Relaxed),
+        ))
+    }
+
+    /// The peak-EWMA time to response headers now (for metrics), with time
+    /// constant `decay`; `None` before the first sample.
+    pub fn response_time_ewma(&self, decay: Duration) -> Option<Duration> {
+        self.ewma_at(monotonic_nanos(), decay.as_nanos() as f64)
+            .map(|ns| Duration::from_nanos(ns.max(0.0) as u64))
     }
 
     /// Counts a request to this server; the in-flight count drops when the
@@ -137,5 +252,55 @@ impl Server {
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
         );
         Ok(Uri::from_parts(parts)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: f64 = 1e6;
+    const DECAY: f64 = 10_000.0 * MS;
+
+    #[test]
+    fn no_sample_then_first_sample_is_taken_whole() {
+        let s = ServerState::default();
+        assert_eq!(s.ewma_at(0, DECAY), None);
+        s.observe_at(20.0 * MS, 1_000, DECAY);
+        assert_eq!(s.ewma_at(1_000, DECAY), Some(20.0 * MS));
+    }
+
+    #[test]
+    fn peak_jumps_up_at_once_and_decays_down_with_the_time_constant() {
+        let s = ServerState::default();
+        s.observe_at(10.0 * MS, 0, DECAY);
+        s.observe_at(100.0 * MS, 1, DECAY);
+        assert_eq!(s.ewma_at(1, DECAY), Some(100.0 * MS));
+        // One time constant later a 10 ms sample pulls it by 1 - 1/e.
+        let t = 1 + DECAY as u64;
+        s.observe_at(10.0 * MS, t, DECAY);
+        let want = 100.0 * MS / std::f64::consts::E + 10.0 * MS * (1.0 - 1.0 / std::f64::consts::E);
+        let got = s.ewma_at(t, DECAY).unwrap();
+        assert!((got - want).abs() < 1e-3 * MS, "{got} vs {want}");
+    }
+
+    #[test]
+    fn reading_decays_toward_zero_when_idle() {
+        let s = ServerState::default();
+        s.observe_at(50.0 * MS, 0, DECAY);
+        let later = s.ewma_at(DECAY as u64 * 2, DECAY).unwrap();
+        let want = 50.0 * MS * (-2.0f64).exp();
+        assert!((later - want).abs() < 1e-6 * MS);
+        // Reading does not write.
+        assert_eq!(s.ewma_at(0, DECAY), Some(50.0 * MS));
+    }
+
+    #[test]
+    fn metrics_view_is_a_duration() {
+        let s = ServerState::default();
+        assert_eq!(s.response_time_ewma(Duration::from_secs(10)), None);
+        s.record_response_time(Duration::from_millis(7), Duration::from_secs(10));
+        let d = s.response_time_ewma(Duration::from_secs(10)).unwrap();
+        assert!(d <= Duration::from_millis(7) && d > Duration::from_millis(6));
     }
 }
