@@ -106,6 +106,16 @@ async fn metrics_count_the_traffic() {
         Some(0.0)
     );
     assert!(text.contains("weir_config_info{hash=\""), "{text}");
+    assert_eq!(
+        sample(&text, r#"weir_server_ejected{group="g",server="a"}"#),
+        Some(0.0)
+    );
+    let ewma = sample(
+        &text,
+        r#"weir_server_response_time_ewma_seconds{group="g",server="a"}"#,
+    )
+    .expect("EWMA exported after traffic");
+    assert!(ewma > 0.0 && ewma < 1.0, "{ewma}");
     assert!(text.trim_end().ends_with("# EOF"));
     proxy.shutdown().await;
 }
@@ -168,6 +178,13 @@ async fn status_healthz_and_errors() {
     assert_eq!(server["healthy"], true);
     assert_eq!(server["drained"], false);
     assert_eq!(server["in_flight"], 0);
+    assert_eq!(server["ejected"], false);
+    assert_eq!(server["usable"], true);
+    assert!(
+        server["response_time_ewma_ms"].is_null(),
+        "no sample before traffic"
+    );
+    assert_eq!(v["groups"][0]["algorithm"], "round_robin");
     assert_eq!(v["routes"][0]["name"], "api");
     assert_eq!(v["routes"][0]["group"], "g");
     assert_eq!(v["listeners"][0]["name"], "web");

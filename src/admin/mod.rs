@@ -175,23 +175,28 @@ pub fn status(running: &Running) -> serde_json::Value {
         .groups
         .iter()
         .map(|g| {
+            let now = crate::health::now_ms();
             let servers: Vec<_> = g
-                .servers
-                .iter()
-                .map(|s| {
+                .server_loads()
+                .map(|(s, in_flight, ewma)| {
                     json!({
                         "id": &*s.id,
                         "address": s.address.as_str(),
                         "weight": s.weight,
                         "healthy": s.state.is_healthy(),
+                        "ejected": s.state.passive.is_ejected_at(now),
+                        "consecutive_failures": s.state.passive.failures(),
                         "drained": s.state.is_drained(),
-                        "in_flight": s.state.in_flight(),
+                        "usable": g.servers.iter().position(|x| x.id == s.id).is_some_and(|i| g.is_usable(i)),
+                        "in_flight": in_flight,
                         "requests": s.state.requests(),
+                        "response_time_ewma_ms": ewma.map(|d| d.as_secs_f64() * 1000.0),
                     })
                 })
                 .collect();
             json!({
                 "name": &*g.name,
+                "algorithm": g.algorithm.name(),
                 "retries": g.retries,
                 "servers": servers,
             })

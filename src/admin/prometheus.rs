@@ -59,6 +59,19 @@ fn gauge(
     Ok(())
 }
 
+fn gauge_f64(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Vec<(&'static str, String)>, f64)>,
+) -> std::fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in rows {
+        ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 fn histogram<'a>(
     enc: &mut DescriptorEncoder,
     name: &str,
@@ -215,6 +228,29 @@ impl Collector for Scrape {
             servers
                 .iter()
                 .map(|(g, s)| (labels(g, &s.id), i64::from(s.state.is_drained()))),
+        )?;
+
+        let now = crate::health::now_ms();
+        gauge(
+            &mut enc,
+            "weir_server_ejected",
+            "1 while passive health checks keep the server ejected.",
+            servers.iter().map(|(g, s)| {
+                (
+                    labels(g, &s.id),
+                    i64::from(s.state.passive.is_ejected_at(now)),
+                )
+            }),
+        )?;
+        gauge_f64(
+            &mut enc,
+            "weir_server_response_time_ewma_seconds",
+            "Peak-EWMA of the time to response headers (servers with samples only).",
+            snapshot.groups.iter().flat_map(|g| {
+                g.server_loads().filter_map(move |(s, _, ewma)| {
+                    ewma.map(|d| (labels(&g.name, &s.id), d.as_secs_f64()))
+                })
+            }),
         )?;
 
         let listeners = registry.all_listener_stats();

@@ -113,6 +113,7 @@ fn log_flip(
         ProbeKind::Http(_) => "http",
         ProbeKind::Tcp => "tcp",
     };
+    crate::metrics::inc(&server.state.stats.health_transitions);
     match result {
         Ok(detail) => tracing::info!(
             target: "weir::health",

@@ -71,6 +71,7 @@ pub fn is_ejected(group: &str, server: &Server, now: &LazyNow) -> bool {
         .compare_exchange(until, 0, Relaxed, Relaxed)
         .is_ok()
     {
+        crate::metrics::inc(&server.state.stats.health_transitions);
         tracing::info!(
             target: "weir::health",
             group = %group,
@@ -98,6 +99,7 @@ pub fn probe_passed(group: &str, server: &Server) {
     let p = &server.state.passive;
     if p.ejected_until.load(Relaxed) != 0 && p.ejected_until.swap(0, Relaxed) != 0 {
         p.failures.store(0, Relaxed);
+        crate::metrics::inc(&server.state.stats.health_transitions);
         tracing::info!(
             target: "weir::health",
             group = %group,
@@ -224,6 +226,7 @@ pub fn try_eject(
     p.last_ejection_end.store(until, Relaxed);
     p.ejections.store(doublings, Relaxed);
     p.failures.store(0, Relaxed);
+    crate::metrics::inc(&server.state.stats.health_transitions);
     tracing::warn!(
         target: "weir::health",
         group = %group.name,

@@ -98,6 +98,8 @@ pub struct ServerGroup {
     pub timeouts: Timeouts,
     /// Extra attempts on another server when safe.
     pub retries: u32,
+    /// The balancing algorithm (for `/status`).
+    pub algorithm: crate::config::Algorithm,
     /// The balancing algorithm's state.
     pub balancer: Box<dyn Balancer>,
     /// Time constant of the servers' peak-EWMA response time (see
@@ -159,6 +161,7 @@ impl ServerGroup {
             sticky,
             health: GroupHealth::new(config.passive, config.fail_open),
             ewma_decay: config.ewma_decay,
+            algorithm: config.algorithm,
             servers,
         }
     }
