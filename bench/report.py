@@ -34,13 +34,13 @@ def ratio(a, b, higher_is_better=True):
 
 
 rows = [
-    ("1. HTTP/1.1 keep-alive, 128 B, 64 conns", "h1", "rps", "req/s", True),
+    ("1. HTTP/1.1 keep-alive, 128 B, 64 conns", "h1", "rps", " req/s", True),
     ("1. p50 latency", "h1", "p50", " ms", False),
     ("1. p99 latency", "h1", "p99", " ms", False),
-    ("2. same over TLS", "tls", "rps", "req/s", True),
+    ("2. same over TLS", "tls", "rps", " req/s", True),
     ("2. TLS p99 latency", "tls", "p99", " ms", False),
-    ("3. HTTP/2 over TLS, 8 conns × 8 streams", "h2", "rps", "req/s", True),
-    ("4. new TLS connection per request", "handshake", "rps", "req/s", True),
+    ("3. HTTP/2 over TLS, 8 conns × 8 streams", "h2", "rps", " req/s", True),
+    ("4. new TLS connection per request", "handshake", "rps", " req/s", True),
     ("5. 1 MiB responses, 16 conns", "big", "mbs", " MB/s", True),
     ("6. idle keep-alive connections: RSS per connection", "idle", "kib_per_conn", " KiB", False),
 ]
@@ -70,7 +70,7 @@ out.append("wrk -t1 -c64 -d${DURATION}s --latency https://127.0.0.1:PORT/       
 out.append("h2load -D ${DURATION} -c 8 -m 8 -t 1 https://127.0.0.1:PORT/            # 3")
 out.append("wrk -t1 -c64 -d${DURATION}s --latency -H 'Connection: close' https://127.0.0.1:PORT/   # 4")
 out.append("wrk -t1 -c16 -d${DURATION}s --latency http://127.0.0.1:PORT/big         # 5")
-out.append("python3 bench/idle_conns.py 127.0.0.1 PORT 10000 READY_FILE             # 6 (RSS before/after)")
+out.append("python3 bench/idle_conns.py 127.0.0.1 PORT 9000 READY_FILE              # 6 (RSS before/after)")
 out.append("```")
 out.append("\nProxy configs (written by the script): nginx `upstream { keepalive 256; }` with `proxy_http_version 1.1`, "
            "`proxy_buffering off`, `access_log off`; HAProxy `http-reuse always`, `option forwardfor`; weir with "

@@ -345,7 +345,8 @@ impl<'a> Codec<'a> for ServerNamePayload<'a> {
                 }
 
                 HostNamePayload::IpAddress(_invalid) => {
-                    warn!(
+                    // weir patch: debug, not warn (see vendor/README.md).
+                    debug!(
                         "Illegal SNI extension: ignoring IP address presented as hostname ({_invalid:?})"
                     );
                     Some(Self::IpAddress)
