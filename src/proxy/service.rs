@@ -137,7 +137,11 @@ async fn proxy(
         (group.sticky.as_ref()).map(|s| s.session(&mut parts.headers, affinity::unix_now()));
 
     let mut excluded = Excluded::default();
-    let mut attempts_left = group.retries;
+    // A retry needs another server: a one-server group never retries, and
+    // never pays for keeping a copy of the headers.
+    let mut attempts_left = group
+        .retries
+        .min(u32::try_from(group.servers.len().saturating_sub(1)).unwrap_or(u32::MAX));
     // The status of the last failed attempt: when the retries run out of
     // servers, the client gets that (502), not "no server" (503).
     let mut last_failure: Option<StatusCode> = None;
