@@ -9,6 +9,7 @@ pub mod jwt;
 pub mod matchers;
 pub mod path;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::header::HeaderName;
@@ -72,7 +73,13 @@ pub enum PathMatch {
     /// matches `/a`, `/a/` and `/a/b`, not `/ab`.
     Prefix(Box<str>),
     /// A matchit pattern (`/users/{id}`, `/static/{*rest}`).
-    Pattern(Box<matchit::Router<()>>),
+    Pattern {
+        /// The compiled pattern.
+        router: Box<matchit::Router<()>>,
+        /// The first path segment when it is literal (`users` in
+        /// `/users/{id}`), for the route table's index.
+        first: Option<Box<str>>,
+    },
 }
 
 impl PathMatch {
@@ -104,7 +111,12 @@ impl PathMatch {
         router
             .insert(p, ())
             .map_err(|e| format!("invalid path pattern {p:?}: {e}"))?;
-        Ok(PathMatch::Pattern(Box::new(router)))
+        let segment = first_segment(p);
+        let first = (!segment.contains(['{', '}', '*'])).then(|| segment.into());
+        Ok(PathMatch::Pattern {
+            router: Box::new(router),
+            first,
+        })
     }
 
     /// True when the normalized `path` matches.
@@ -115,7 +127,7 @@ impl PathMatch {
                 path.starts_with(&**prefix)
                     && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
             }
-            PathMatch::Pattern(router) => router.at(path).is_ok(),
+            PathMatch::Pattern { router, .. } => router.at(path).is_ok(),
         }
     }
 }
@@ -222,12 +234,54 @@ impl Route {
 pub struct RouteTable {
     routes: Vec<Route>,
     jwt: Option<Arc<JwtVerifier>>,
+    /// Indexes of the routes whose path needs this literal first segment
+    /// (`repositories` for `path_prefix: /repositories/x`), ascending.
+    by_segment: HashMap<Box<str>, Vec<u32>>,
+    /// Indexes of the routes that may match any first segment, ascending.
+    any_segment: Vec<u32>,
+}
+
+impl PathMatch {
+    /// The literal first path segment every matching path has, if any.
+    fn required_segment(&self) -> Option<&str> {
+        match self {
+            PathMatch::Any => None,
+            PathMatch::Prefix(p) => Some(first_segment(p)),
+            PathMatch::Pattern { first, .. } => first.as_deref(),
+        }
+    }
+}
+
+/// The first segment of a path: `/a/b` → `a`, `/` → ``.
+fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or("")
 }
 
 impl RouteTable {
     /// A table of `routes`, tried in order.
+    ///
+    /// Routes are indexed by the literal first path segment they require, so
+    /// a lookup only tries the routes of the request's first segment plus
+    /// those that match any path, still in file order: first match wins
+    /// exactly as a linear scan would, at a cost that does not grow with
+    /// routes for other segments.
     pub fn new(routes: Vec<Route>) -> Self {
-        RouteTable { routes, jwt: None }
+        let mut by_segment: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut any_segment = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            match r.path.required_segment() {
+                Some(seg) => by_segment.entry(seg.into()).or_default().push(i),
+                None => any_segment.push(i),
+            }
+        }
+        RouteTable {
+            routes,
+            jwt: None,
+            by_segment,
+            any_segment,
+        }
     }
 
     /// The table with the verifier of the config's `jwt` section.
@@ -246,9 +300,36 @@ impl RouteTable {
         self.lookup_index(req).map(|i| &self.routes[i])
     }
 
-    /// The index of the first route that matches `req`.
+    /// The index of the first route that matches `req`. Allocates nothing.
     pub fn lookup_index(&self, req: &RequestView<'_>) -> Option<usize> {
-        self.routes.iter().position(|r| r.matches(req))
+        let bucket = self
+            .by_segment
+            .get(first_segment(req.path))
+            .map_or(&[][..], Vec::as_slice);
+        let any = self.any_segment.as_slice();
+        // Merge the two ascending index lists, trying routes in file order.
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let next = match (bucket.get(i), any.get(j)) {
+                (Some(&a), Some(&b)) if a < b => {
+                    i += 1;
+                    a
+                }
+                (_, Some(&b)) => {
+                    j += 1;
+                    b
+                }
+                (Some(&a), None) => {
+                    i += 1;
+                    a
+                }
+                (None, None) => return None,
+            };
+            let index = next as usize;
+            if self.routes[index].matches(req) {
+                return Some(index);
+            }
+        }
     }
 
     /// The routes, in order.
@@ -304,6 +385,59 @@ mod tests {
         assert!(!p.matches("/repo"));
         assert!(matches!(PathMatch::prefix("/").unwrap(), PathMatch::Any));
         assert!(PathMatch::prefix("x").is_err());
+    }
+
+    #[test]
+    fn indexed_lookup_agrees_with_a_linear_scan() {
+        let mk = |path: PathMatch, host: Option<&str>| Route {
+            host: host.map(|h| HostMatch::parse(h).unwrap()),
+            path,
+            name: Arc::from("r"),
+            methods: Vec::new(),
+            headers: Vec::new(),
+            query: Vec::new(),
+            cookies: Vec::new(),
+            jwt_claims: Vec::new(),
+            forward_claims: Vec::new(),
+            group: 0,
+        };
+        let routes = vec![
+            mk(PathMatch::prefix("/a").unwrap(), Some("x.com")),
+            mk(PathMatch::pattern("/{p}/b").unwrap(), None),
+            mk(PathMatch::prefix("/a/b").unwrap(), None),
+            mk(PathMatch::pattern("/users/{id}").unwrap(), None),
+            mk(PathMatch::Any, Some("y.com")),
+            mk(PathMatch::prefix("/a").unwrap(), None),
+            mk(PathMatch::pattern("/static/{*rest}").unwrap(), None),
+        ];
+        let table = RouteTable::new(routes.clone());
+        let headers = HeaderMap::new();
+        for host in [None, Some("x.com"), Some("y.com")] {
+            for path in [
+                "/",
+                "/a",
+                "/a/b",
+                "/a/b/c",
+                "/z/b",
+                "/users/1",
+                "/users",
+                "/static/x/y",
+                "/ab",
+                "/b",
+                "/a/c",
+            ] {
+                let view = RequestView {
+                    host,
+                    path,
+                    method: &Method::GET,
+                    headers: &headers,
+                    query: None,
+                    token: None,
+                };
+                let linear = routes.iter().position(|r| r.matches(&view));
+                assert_eq!(table.lookup_index(&view), linear, "{host:?} {path}");
+            }
+        }
     }
 
     #[test]
