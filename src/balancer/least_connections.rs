@@ -70,7 +70,7 @@ impl Balancer for LeastConnections {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balancer::tests::{ctx_for, servers};
+    use crate::balancer::tests::{servers, TestRequest};
     use crate::upstream::InFlightGuard;
 
     #[test]
@@ -83,12 +83,8 @@ mod tests {
             .collect();
         // Loads per weight: 2, 1, 2.
         let lc = LeastConnections::new(&s);
-        let (uri, headers) = ctx_for();
-        let ctx = PickContext {
-            client_ip: [127, 0, 0, 1].into(),
-            uri: &uri,
-            headers: &headers,
-        };
+        let owned = TestRequest::default();
+        let ctx = owned.ctx();
         for _ in 0..10 {
             assert_eq!(lc.pick(&s, &ctx, &|_| true), Some(1));
         }
@@ -102,12 +98,8 @@ mod tests {
     fn ties_rotate_by_weight() {
         let s = servers(&[3, 1, 1]);
         let lc = LeastConnections::new(&s);
-        let (uri, headers) = ctx_for();
-        let ctx = PickContext {
-            client_ip: [127, 0, 0, 1].into(),
-            uri: &uri,
-            headers: &headers,
-        };
+        let owned = TestRequest::default();
+        let ctx = owned.ctx();
         let mut counts = [0; 3];
         for _ in 0..500 {
             counts[lc.pick(&s, &ctx, &|_| true).unwrap()] += 1;
@@ -128,12 +120,8 @@ mod tests {
         let s = servers(&[1, 1, 1, 1]);
         let _g: Vec<_> = s.iter().map(|s| s.state.start_request()).collect();
         let lc = LeastConnections::new(&s);
-        let (uri, headers) = ctx_for();
-        let ctx = PickContext {
-            client_ip: [127, 0, 0, 1].into(),
-            uri: &uri,
-            headers: &headers,
-        };
+        let owned = TestRequest::default();
+        let ctx = owned.ctx();
         let mut counts = [0; 4];
         for _ in 0..400 {
             counts[lc.pick(&s, &ctx, &|_| true).unwrap()] += 1;

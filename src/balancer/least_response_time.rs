@@ -101,7 +101,7 @@ impl Balancer for LeastResponseTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balancer::tests::{ctx_for, servers};
+    use crate::balancer::tests::{servers, TestRequest};
 
     const MS: f64 = 1e6;
 
@@ -152,12 +152,8 @@ mod tests {
         s[0].state.observe_at(5.0 * MS, now, 10_000.0 * MS);
         s[1].state.observe_at(50.0 * MS, now, 10_000.0 * MS);
         s[2].state.observe_at(50.0 * MS, now, 10_000.0 * MS);
-        let (uri, headers) = ctx_for();
-        let ctx = PickContext {
-            client_ip: [127, 0, 0, 1].into(),
-            uri: &uri,
-            headers: &headers,
-        };
+        let owned = TestRequest::default();
+        let ctx = owned.ctx();
         let fast = (0..3000)
             .filter(|_| b.pick(&s, &ctx, &|_| true) == Some(0))
             .count();
@@ -176,12 +172,8 @@ mod tests {
         s[1].state.observe_at(20.0 * MS, now, 10_000.0 * MS);
         let _g: Vec<_> = (0..3).map(|_| s[0].state.start_request()).collect();
         // 10 × 4 = 40 > 20 × 1.
-        let (uri, headers) = ctx_for();
-        let ctx = PickContext {
-            client_ip: [127, 0, 0, 1].into(),
-            uri: &uri,
-            headers: &headers,
-        };
+        let owned = TestRequest::default();
+        let ctx = owned.ctx();
         assert!((0..100).all(|_| b.pick(&s, &ctx, &|_| true) == Some(1)));
     }
 }

@@ -121,8 +121,22 @@ pub(crate) mod tests {
             .collect()
     }
 
-    /// A URI and headers for a [`super::PickContext`].
-    pub fn ctx_for() -> (Uri, HeaderMap) {
-        (Uri::from_static("/"), HeaderMap::new())
+    /// The owned parts of a [`super::PickContext`] for a request to `/`
+    /// from 127.0.0.1.
+    #[derive(Debug, Default)]
+    pub struct TestRequest {
+        uri: Uri,
+        headers: HeaderMap,
+    }
+
+    impl TestRequest {
+        /// The pick context of this request.
+        pub fn ctx(&self) -> super::PickContext<'_> {
+            super::PickContext {
+                client_ip: [127, 0, 0, 1].into(),
+                uri: &self.uri,
+                headers: &self.headers,
+            }
+        }
     }
 }

@@ -85,7 +85,7 @@ impl Balancer for PowerOfTwoChoices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balancer::tests::{ctx_for, servers};
+    use crate::balancer::tests::{servers, TestRequest};
     use proptest::prelude::*;
 
     proptest! {
@@ -110,8 +110,8 @@ mod tests {
         ) {
             let s = servers(&weights);
             let p = PowerOfTwoChoices::new(&s);
-            let (uri, headers) = ctx_for();
-            let ctx = PickContext { client_ip: [127, 0, 0, 1].into(), uri: &uri, headers: &headers };
+            let owned = TestRequest::default();
+            let ctx = owned.ctx();
             let usable = |i: usize| mask & (1 << i) != 0;
             let any = (0..weights.len()).any(usable);
             let got = p.pick(&s, &ctx, &usable);
@@ -134,12 +134,8 @@ mod tests {
         let s = servers(&[1, 1, 1, 1]);
         let _busy: Vec<_> = (0..50).map(|_| s[2].state.start_request()).collect();
         let p = PowerOfTwoChoices::new(&s);
-        let (uri, headers) = ctx_for();
-        let ctx = PickContext {
-            client_ip: [127, 0, 0, 1].into(),
-            uri: &uri,
-            headers: &headers,
-        };
+        let owned = TestRequest::default();
+        let ctx = owned.ctx();
         for _ in 0..2000 {
             assert_ne!(p.pick(&s, &ctx, &|_| true), Some(2));
         }
@@ -149,12 +145,8 @@ mod tests {
     fn idle_servers_split_by_weight() {
         let s = servers(&[3, 1]);
         let p = PowerOfTwoChoices::new(&s);
-        let (uri, headers) = ctx_for();
-        let ctx = PickContext {
-            client_ip: [127, 0, 0, 1].into(),
-            uri: &uri,
-            headers: &headers,
-        };
+        let owned = TestRequest::default();
+        let ctx = owned.ctx();
         let heavy = (0..40_000)
             .filter(|_| p.pick(&s, &ctx, &|_| true) == Some(0))
             .count();

@@ -36,18 +36,14 @@ impl Balancer for WeightedRandom {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balancer::tests::{ctx_for, servers};
+    use crate::balancer::tests::{servers, TestRequest};
 
     #[test]
     fn follows_weights_and_skips_unusable() {
         let s = servers(&[3, 1, 4]);
         let r = WeightedRandom::new(&s);
-        let (uri, headers) = ctx_for();
-        let ctx = PickContext {
-            client_ip: [127, 0, 0, 1].into(),
-            uri: &uri,
-            headers: &headers,
-        };
+        let owned = TestRequest::default();
+        let ctx = owned.ctx();
         let mut counts = [0usize; 3];
         for _ in 0..80_000 {
             counts[r.pick(&s, &ctx, &|i| i != 2).unwrap()] += 1;
