@@ -140,6 +140,9 @@ pub struct ListenerStats {
     pub open: AtomicI64,
     /// Downstream connections accepted.
     pub accepted: AtomicU64,
+    /// Idle HTTP/1 keep-alive connections parked now: open, holding no
+    /// hyper state or buffers until their next request (see `listener::conn`).
+    pub parked: AtomicI64,
     /// Completed TLS handshakes.
     pub tls_handshakes: AtomicU64,
     /// Failed or timed-out TLS handshakes.

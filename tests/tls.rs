@@ -293,3 +293,51 @@ async fn silent_connection_is_closed_after_handshake_timeout() {
     assert!(closed.is_ok(), "a silent TLS connection stayed open for 4s");
     assert!(proxy.shutdown().await);
 }
+
+/// An idle HTTP/1.1 connection over TLS parks (its hyper state goes, the TLS
+/// session stays: no close_notify) and serves the next request on the same
+/// TLS session.
+#[tokio::test]
+async fn an_idle_tls_connection_parks_and_keeps_its_session() {
+    let up = spawn_upstream("a").await;
+    let proxy = start_proxy(&yaml(&up)).await;
+    let addr = proxy.local_addr("https").unwrap();
+    let tls = connect(
+        addr,
+        client_config(&[b"http/1.1"], &all_versions()),
+        "localhost",
+    )
+    .await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let get = |path: &str| {
+        Request::get(path)
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let r = collect(sender.send_request(get("/one")).await.unwrap()).await;
+    assert_eq!(r.status, 200);
+    let parked = || -> i64 {
+        proxy
+            .registry()
+            .all_listener_stats()
+            .iter()
+            .map(|(_, s)| s.parked.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    };
+    within(5, "the connection parks", async {
+        while parked() != 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    within(5, "sender ready", sender.ready()).await.unwrap();
+    let r = collect(sender.send_request(get("/two")).await.unwrap()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(up.hits(), 2);
+    assert!(!conn.is_finished(), "the same TLS connection served both");
+    assert!(proxy.shutdown().await);
+}

@@ -263,6 +263,14 @@ impl Collector for Scrape {
                 .iter()
                 .map(|(n, s)| (l(n), s.open.load(Ordering::Relaxed))),
         )?;
+        gauge(
+            &mut enc,
+            "weir_listener_parked_connections",
+            "Idle keep-alive connections parked now (open, holding no buffers).",
+            listeners
+                .iter()
+                .map(|(n, s)| (l(n), s.parked.load(Ordering::Relaxed))),
+        )?;
         counter(
             &mut enc,
             "weir_listener_connections",

@@ -2,24 +2,24 @@
 //! (TLS handshake and request-header timeout, header size, keep-alive idle
 //! timeout), and draining on shutdown.
 
+mod activity;
+mod conn;
 pub mod tls;
+
+pub use activity::{ConnActivity, RequestGuard};
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
@@ -32,147 +32,14 @@ use crate::proxy::Snapshot;
 /// Most concurrent HTTP/2 streams per client connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 
-/// Activity of one downstream connection, shared by its I/O wrapper, its
-/// requests and its watchdog. All atomics; touched by one connection only.
-#[derive(Debug)]
-pub struct ConnActivity {
-    epoch: Instant,
-    /// Bumped on every read or write that moved bytes.
-    events: AtomicU64,
-    /// Requests whose response has not ended.
-    in_flight: AtomicU32,
-    /// When the bytes of a not-yet-complete request head started to arrive,
-    /// in ms since `epoch` plus one; 0 when none is pending.
-    head_since_ms: AtomicU64,
-    /// HTTP/2 connections are exempt from the request-head timeout.
-    h2: AtomicBool,
-}
-
-impl ConnActivity {
-    fn new() -> Self {
-        ConnActivity {
-            epoch: Instant::now(),
-            events: AtomicU64::new(0),
-            in_flight: AtomicU32::new(0),
-            head_since_ms: AtomicU64::new(0),
-            h2: AtomicBool::new(false),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
-    }
-
-    fn on_read(&self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        self.events.fetch_add(1, Ordering::Relaxed);
-        if self.in_flight.load(Ordering::Relaxed) == 0
-            && self.head_since_ms.load(Ordering::Relaxed) == 0
-            && !self.h2.load(Ordering::Relaxed)
-        {
-            self.head_since_ms.store(self.now_ms(), Ordering::Relaxed);
-        }
-    }
-
-    fn on_write(&self) {
-        self.events.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Marks a request head as complete; the returned guard counts the
-    /// request as in flight until the response body ends.
-    pub fn request_started(self: &Arc<Self>, version: http::Version) -> RequestGuard {
-        if version == http::Version::HTTP_2 {
-            self.h2.store(true, Ordering::Relaxed);
-        }
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.head_since_ms.store(0, Ordering::Relaxed);
-        RequestGuard {
-            activity: Arc::clone(self),
-        }
-    }
-}
-
-/// Counts one request as in flight on its connection until dropped.
-#[derive(Debug)]
-pub struct RequestGuard {
-    activity: Arc<ConnActivity>,
-}
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.activity.events.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// The TCP stream of a downstream connection, reporting activity.
-struct ActivityIo {
-    inner: TcpStream,
-    activity: Arc<ConnActivity>,
-}
-
-impl AsyncRead for ActivityIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = res {
-            self.activity.on_read(buf.filled().len() - before);
-        }
-        res
-    }
-}
-
-impl AsyncWrite for ActivityIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(_)) = res {
-            self.activity.on_write();
-        }
-        res
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(_)) = res {
-            self.activity.on_write();
-        }
-        res
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// A bound listener, ready to accept.
 pub struct Listener {
     config: ListenerConfig,
     tcp: TcpListener,
     /// Swapped whole when a reload brings new certificates.
     tls: ArcSwapOption<rustls::ServerConfig>,
-    http: auto::Builder<TokioExecutor>,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
     stats: Arc<ListenerStats>,
 }
 
@@ -205,24 +72,27 @@ impl Listener {
             Some(keys) => Some(tls::server_config(keys).map_err(io::Error::other)?),
             None => None,
         });
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
-            .timer(TokioTimer::new())
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
             // The request-head timeout is ours (see ConnActivity): hyper's
             // also runs while a keep-alive connection waits, which would cut
             // the idle timeout down to it.
             .header_read_timeout(None)
             .max_buf_size(config.max_header_bytes)
+            // The exact limit (431): the buffer bound alone lets a head
+            // that arrives in one large read through.
+            .max_header_size(config.max_header_bytes)
             .keep_alive(true);
-        http.http2()
-            .timer(TokioTimer::new())
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
         Ok(Listener {
             config: config.clone(),
             tcp,
             tls,
-            http,
+            h1,
+            h2,
             stats,
         })
     }
@@ -296,7 +166,7 @@ impl Listener {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         let _open = OpenGuard(&self.stats);
         let activity = Arc::new(ConnActivity::new());
-        let io = ActivityIo {
+        let io = activity::ActivityIo {
             inner: stream,
             activity: Arc::clone(&activity),
         };
@@ -307,92 +177,71 @@ impl Listener {
             listener: self.config.name.clone(),
             activity: Arc::clone(&activity),
         });
-        match tls {
-            None => {
-                self.serve_http(io, activity, downstream, snapshot, shutdown)
-                    .await
-            }
-            Some(config) => {
-                let handshake = tokio::time::timeout(
-                    self.config.request_header_timeout,
-                    TlsAcceptor::from(config).accept(io),
-                );
-                let result = handshake.await;
-                let counter = match &result {
-                    Ok(Ok(_)) => &self.stats.tls_handshakes,
-                    _ => &self.stats.tls_failures,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                match result {
-                    Ok(Ok(tls)) => {
-                        self.serve_http(tls, activity, downstream, snapshot, shutdown)
-                            .await
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(listener = %self.config.name, client = %peer, error = %e, "TLS handshake failed");
-                    }
-                    Err(_) => {
-                        tracing::debug!(listener = %self.config.name, client = %peer, "TLS handshake timed out");
-                    }
-                }
-            }
-        }
-    }
-
-    async fn serve_http<I>(
-        &self,
-        io: I,
-        activity: Arc<ConnActivity>,
-        downstream: Arc<Downstream>,
-        snapshot: Arc<ArcSwap<Snapshot>>,
-        mut shutdown: watch::Receiver<bool>,
-    ) where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
         let svc = service_fn(move |req| {
             service::handle(Arc::clone(&snapshot), Arc::clone(&downstream), req)
         });
-        let conn = self
-            .http
-            .serve_connection_with_upgrades(TokioIo::new(io), svc);
-        tokio::pin!(conn);
+        let serve = conn::Serve {
+            config: &self.config,
+            stats: &self.stats,
+            h1: &self.h1,
+            h2: &self.h2,
+            activity,
+            shutdown,
+        };
+        let Some(config) = tls else {
+            return serve.run(io, conn::Protocol::Detect, svc).await;
+        };
+        // Boxed: a plain connection's task stays small (parked, it holds
+        // little more than its socket); a TLS stream is kilobytes.
+        Box::pin(self.serve_tls(io, config, serve, svc, peer)).await;
+    }
 
-        let head_timeout_ms = self.config.request_header_timeout.as_millis() as u64;
-        let idle_timeout = self.config.idle_timeout;
-        let tick = (self.config.request_header_timeout.min(idle_timeout) / 4)
-            .max(Duration::from_millis(50));
-        let mut ticker = tokio::time::interval_at(Instant::now() + tick, tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_events = u64::MAX;
-        let mut idle_since = Instant::now();
-        let mut closing = false;
-        loop {
-            tokio::select! {
-                res = conn.as_mut() => {
-                    if let Err(e) = res {
-                        tracing::debug!(listener = %self.config.name, error = %e, "connection ended with error");
-                    }
-                    return;
-                }
-                _ = stopped(&mut shutdown), if !closing => {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-                _ = ticker.tick() => {
-                    let head = activity.head_since_ms.load(Ordering::Relaxed);
-                    if head != 0 && activity.now_ms().saturating_sub(head) > head_timeout_ms {
-                        tracing::debug!(listener = %self.config.name, "request header timeout; closing connection");
-                        return;
-                    }
-                    let events = activity.events.load(Ordering::Relaxed);
-                    if events != last_events || activity.in_flight.load(Ordering::Relaxed) > 0 {
-                        last_events = events;
-                        idle_since = Instant::now();
-                    } else if !closing && idle_since.elapsed() >= idle_timeout {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
+    /// The TLS handshake (bounded by the request-head timeout), then HTTP/2
+    /// or HTTP/1 as ALPN chose.
+    async fn serve_tls<S, B>(
+        &self,
+        io: activity::ActivityIo,
+        config: Arc<rustls::ServerConfig>,
+        serve: conn::Serve<'_>,
+        svc: S,
+        peer: SocketAddr,
+    ) where
+        S: hyper::service::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<B>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Unpin
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let handshake = tokio::time::timeout(
+            self.config.request_header_timeout,
+            TlsAcceptor::from(config).accept(io),
+        );
+        let result = handshake.await;
+        let counter = match &result {
+            Ok(Ok(_)) => &self.stats.tls_handshakes,
+            _ => &self.stats.tls_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(Ok(tls)) => {
+                let protocol = match tls.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => conn::Protocol::Http2,
+                    Some(_) => conn::Protocol::Http1,
+                    None => conn::Protocol::Detect,
+                };
+                serve.run(tls, protocol, svc).await
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(listener = %self.config.name, client = %peer, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                tracing::debug!(listener = %self.config.name, client = %peer, "TLS handshake timed out");
             }
         }
     }
