@@ -112,10 +112,11 @@ impl Serve<'_> {
                     .with_upgrades(),
             );
             let graceful = |c: Pin<&mut http1::UpgradeableConnection<_, _>>| c.graceful_shutdown();
-            match self
-                .watch(Pin::new(&mut *conn), graceful, true, &mut idle_since)
-                .await
-            {
+            // Boxed: between requests the task holds only what `next_bytes`
+            // needs, not the watchdog's timer and select state.
+            let watched =
+                Box::pin(self.watch(Pin::new(&mut *conn), graceful, true, &mut idle_since));
+            match watched.await {
                 Outcome::Closed => return,
                 Outcome::Parked => {}
             }
