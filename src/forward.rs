@@ -1,43 +1,24 @@
-//! Forwarding to the upstream: the pooled keep-alive client of each group,
-//! timeouts, and the attempt loop that retries on another server when safe.
-
-use std::time::Duration;
+//! Forwarding to the upstream: one request on a pooled keep-alive
+//! connection of the chosen server (see [`crate::upstream::pool`]), bounded
+//! by the group's response timeout. The attempt loop that retries on another
+//! server is in `proxy::service`.
 
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::GroupConfig;
 use crate::error::{ErrorKind, ProxyError};
 use crate::proxy::body::UpstreamBody;
+use crate::upstream::pool::Checkout;
+use crate::upstream::{Server, ServerGroup};
 
-/// The pooled HTTP/1.1 client of one group (hyper-util's legacy client: one
-/// pool keyed by server authority, idle connections reused).
-pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
-
-/// TCP keepalive probe interval on upstream connections.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
-
-/// Builds the client of `group`: TCP_NODELAY, connect timeout, pool idle
-/// timeout driven by a tokio timer, idle cap per server.
-pub fn client(group: &GroupConfig) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(group.timeouts.connect));
-    connector.set_keepalive(Some(TCP_KEEPALIVE));
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(group.pool_idle_timeout)
-        .pool_max_idle_per_host(group.pool_max_idle_per_server)
-        .set_host(false)
-        .build(connector)
-}
-
-/// Sends `req` on `client`, waiting at most `response_timeout` for the
-/// response headers.
+/// Sends `req` to `server` of `group`, on an idle pooled connection or a new
+/// one, waiting at most the group's response timeout (connect included) for
+/// the response headers. Returns the response and its connection, to be
+/// given back to the pool when the body has been read to its end.
+///
+/// A pooled connection that turns out closed before the request could be
+/// written (the server closed it while idle) gives the request back, and it
+/// goes on the next idle connection or a new one; such a request never shows
+/// up here as an error (hyper-util's `retry_canceled_requests` does the same).
 ///
 /// # Errors
 /// [`ErrorKind::Connect`] (retryable: nothing reached the server) when the
@@ -47,26 +28,61 @@ pub fn client(group: &GroupConfig) -> UpstreamClient {
 /// (the caller decides whether the request may be retried: see
 /// [`is_idempotent`]); [`ErrorKind::UpstreamProtocol`] when it answered with
 /// something that is not HTTP.
-///
-/// A request given an idle pooled connection that turns out closed before
-/// any byte was written is re-sent on a new connection by hyper-util itself
-/// (`retry_canceled_requests`, on by default, only for reused connections);
-/// such a request never shows up here as an error.
 pub async fn send(
-    client: &UpstreamClient,
+    group: &ServerGroup,
+    server: &Server,
     req: http::Request<UpstreamBody>,
-    response_timeout: Duration,
-) -> Result<http::Response<Incoming>, ProxyError> {
-    match tokio::time::timeout(response_timeout, client.request(req)).await {
+) -> Result<(http::Response<Incoming>, Checkout), ProxyError> {
+    match tokio::time::timeout(group.timeouts.response, attempt(group, server, req)).await {
+        Ok(result) => result,
         Err(_) => Err(ProxyError::new(ErrorKind::ResponseTimeout)),
-        Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) if e.is_connect() => {
-            Err(ProxyError::with_cause(ErrorKind::Connect, e).retryable(true))
+    }
+}
+
+async fn attempt(
+    group: &ServerGroup,
+    server: &Server,
+    mut req: http::Request<UpstreamBody>,
+) -> Result<(http::Response<Incoming>, Checkout), ProxyError> {
+    let settings = &group.pool;
+    loop {
+        let mut conn = match server
+            .state
+            .pool
+            .take(&server.address, settings.idle_timeout)
+        {
+            Some(c) => c,
+            None => Checkout::connect(&server.address, server.resolved, settings)
+                .await
+                .map_err(|e| ProxyError::with_cause(ErrorKind::Connect, e).retryable(true))?,
+        };
+        if let Err(e) = conn.ready().await {
+            if conn.reused {
+                continue;
+            }
+            return Err(ProxyError::with_cause(ErrorKind::Connect, e).retryable(true));
         }
-        Ok(Err(e)) if closed_before_response(&e) => {
-            Err(ProxyError::with_cause(ErrorKind::UpstreamReset, e))
+        match conn.send(req).await {
+            Ok(resp) => return Ok((resp, conn)),
+            Err(mut e) => match e.take_message() {
+                // Not written: the connection closed first. Untouched, so
+                // another connection may take it.
+                Some(back) if conn.reused => req = back,
+                Some(_) => {
+                    let e = e.into_error();
+                    return Err(ProxyError::with_cause(ErrorKind::Connect, e).retryable(true));
+                }
+                None => {
+                    let e = e.into_error();
+                    let kind = if closed_before_response(&e) {
+                        ErrorKind::UpstreamReset
+                    } else {
+                        ErrorKind::UpstreamProtocol
+                    };
+                    return Err(ProxyError::with_cause(kind, e));
+                }
+            },
         }
-        Ok(Err(e)) => Err(ProxyError::with_cause(ErrorKind::UpstreamProtocol, e)),
     }
 }
 
@@ -74,7 +90,7 @@ pub async fn send(
 /// response head arrived: hyper's "connection closed before message
 /// completed", a canceled dispatch, or a reset/aborted/broken-pipe/EOF I/O
 /// error anywhere in the cause chain.
-fn closed_before_response(e: &hyper_util::client::legacy::Error) -> bool {
+fn closed_before_response(e: &hyper::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(h) = err.downcast_ref::<hyper::Error>() {

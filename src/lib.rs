@@ -76,7 +76,6 @@ impl Proxy {
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(
             &self.config,
             &self.registry,
-            None,
         )));
         let (shutdown, _) = watch::channel(false);
         let tracker = TaskTracker::new();
@@ -320,8 +319,7 @@ impl Running {
             }
         }
 
-        let previous = inner.snapshot.load_full();
-        let snapshot = Arc::new(Snapshot::build(&config, &inner.registry, Some(&previous)));
+        let snapshot = Arc::new(Snapshot::build(&config, &inner.registry));
         inner.snapshot.store(Arc::clone(&snapshot));
         inner.restart_probes(&config, &snapshot);
 

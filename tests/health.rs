@@ -284,7 +284,7 @@ fn passive_group(registry: &StateRegistry) -> ServerGroup {
         "      - address: 127.0.0.1:1\n        id: s0\n      - address: 127.0.0.1:2\n        id: s1\n      - address: 127.0.0.1:3\n        id: s2\n",
         "    passive:\n      consecutive_failures: 3\n      ejection: 10s\n      max_ejection: 40s\n",
     ));
-    ServerGroup::new(&config.groups[0], registry, None)
+    ServerGroup::new(&config.groups[0], registry)
 }
 
 fn fail(group: &ServerGroup, i: usize, kind: ErrorKind, times: usize) {

@@ -11,7 +11,26 @@ use hyper::body::Incoming;
 
 use super::access_log::AccessRecord;
 use crate::listener::RequestGuard;
-use crate::upstream::InFlightGuard;
+use crate::upstream::pool::Checkout;
+use crate::upstream::{InFlightGuard, ServerState};
+
+/// The upstream connection a response came on, and the pool it goes back to
+/// once the response body has been read to its end.
+#[derive(Debug)]
+pub struct Pooled {
+    /// The connection.
+    pub conn: Checkout,
+    /// The server whose pool takes it back.
+    pub state: Arc<ServerState>,
+    /// The group's `pool.max_idle_per_server`.
+    pub max_idle: usize,
+}
+
+impl Pooled {
+    fn checkin(self) {
+        self.conn.checkin(&self.state, self.max_idle);
+    }
+}
 
 /// Error type of the bodies weir sends.
 pub type BodyError = hyper::Error;
@@ -113,6 +132,9 @@ impl Body for UpstreamBody {
 #[derive(Debug)]
 pub struct ProxyBody {
     kind: Kind,
+    /// Goes back to its pool when the upstream body ends cleanly; dropped
+    /// (the connection closes) when the body is cut short.
+    pooled: Option<Pooled>,
     guard: Option<InFlightGuard>,
     request: Option<RequestGuard>,
     record: Option<Box<AccessRecord>>,
@@ -125,17 +147,31 @@ enum Kind {
 }
 
 impl ProxyBody {
-    /// Streams an upstream body.
+    /// Streams an upstream body; `pooled` is its connection, given back to
+    /// the pool at the body's end (at once for a response without a body).
     pub fn upstream(
         body: Incoming,
         guard: InFlightGuard,
+        pooled: Pooled,
         record: Option<Box<AccessRecord>>,
     ) -> Self {
-        ProxyBody {
+        let ended = body.is_end_stream();
+        let mut b = ProxyBody {
             kind: Kind::Upstream(body),
+            pooled: Some(pooled),
             guard: Some(guard),
             request: None,
             record,
+        };
+        if ended {
+            b.checkin();
+        }
+        b
+    }
+
+    fn checkin(&mut self) {
+        if let Some(p) = self.pooled.take() {
+            p.checkin();
         }
     }
 
@@ -143,6 +179,7 @@ impl ProxyBody {
     pub fn full(bytes: impl Into<Bytes>, record: Option<Box<AccessRecord>>) -> Self {
         ProxyBody {
             kind: Kind::Full(Some(bytes.into())),
+            pooled: None,
             guard: None,
             request: None,
             record,
@@ -153,6 +190,7 @@ impl ProxyBody {
     pub fn empty() -> Self {
         ProxyBody {
             kind: Kind::Full(None),
+            pooled: None,
             guard: None,
             request: None,
             record: None,
@@ -198,8 +236,14 @@ impl Body for ProxyBody {
                 if let (Some(data), Some(r)) = (frame.data_ref(), &mut this.record) {
                     r.bytes += data.len() as u64;
                 }
+                if this.pooled.is_some() && this.is_end_stream() {
+                    this.checkin();
+                }
             }
-            Poll::Ready(None) => this.finish(),
+            Poll::Ready(None) => {
+                this.checkin();
+                this.finish();
+            }
             Poll::Ready(Some(Err(_))) => {
                 if let Some(r) = &mut this.record {
                     r.aborted = true;

@@ -28,17 +28,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds the snapshot of `config`, keeping live server state and
-    /// counters from `registry`, and the pooled upstream clients of
-    /// `previous` groups whose connection settings did not change.
-    pub fn build(config: &Config, registry: &StateRegistry, previous: Option<&Snapshot>) -> Self {
+    /// Builds the snapshot of `config`, keeping live server state, pooled
+    /// connections and counters from `registry`.
+    pub fn build(config: &Config, registry: &StateRegistry) -> Self {
         let groups = config
             .groups
             .iter()
-            .map(|g| {
-                let old = previous.and_then(|p| p.group(&g.name));
-                Arc::new(ServerGroup::new(g, registry, old.map(|o| &**o)))
-            })
+            .map(|g| Arc::new(ServerGroup::new(g, registry)))
             .collect();
         Snapshot {
             routes: RouteTable::new(config.routes.clone()).with_jwt(config.jwt.clone()),

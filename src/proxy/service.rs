@@ -11,7 +11,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use super::access_log::{self, AccessRecord};
-use super::body::{BodySlot, ProxyBody, UpstreamBody};
+use super::body::{BodySlot, Pooled, ProxyBody, UpstreamBody};
 use super::headers::{self, ClientInfo};
 use super::upgrade;
 use super::Snapshot;
@@ -178,13 +178,7 @@ async fn proxy(
                 headers.insert(header::HOST, v);
             }
         }
-        let uri = match server.uri(ctx_uri.path_and_query()) {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::warn!(route = %route.name, group = %group.name, server = %server.id, cause = %e, "cannot build upstream URI");
-                return error_response(StatusCode::BAD_REQUEST, record);
-            }
-        };
+        let uri = server.uri(ctx_uri.path_and_query());
         let mut upstream_req =
             Request::new(slot.as_ref().map_or(UpstreamBody::Empty, BodySlot::body));
         *upstream_req.method_mut() = parts.method.clone();
@@ -194,7 +188,7 @@ async fn proxy(
 
         let guard = server.state.start_request();
         let sent = Instant::now();
-        let result = forward::send(&group.client, upstream_req, group.timeouts.response).await;
+        let result = forward::send(group, server, upstream_req).await;
         match &result {
             // Time to response headers feeds the peak EWMA; a timeout is a
             // lower bound of it and counts too (so a hanging server looks slow).
@@ -205,7 +199,7 @@ async fn proxy(
             Err(_) => {}
         }
         match result {
-            Ok(resp) => {
+            Ok((resp, upstream_conn)) => {
                 let status = resp.status().as_u16();
                 server.state.stats.responses.inc(status);
                 observe(status);
@@ -215,6 +209,7 @@ async fn proxy(
                     r.status = status;
                 }
                 let (resp, guard) = match upgrade {
+                    // The connection becomes the tunnel; it never returns to the pool.
                     Some(u) => match u.complete(resp, guard, ProxyBody::empty) {
                         Ok(switched) => return switched,
                         Err(back) => back,
@@ -227,7 +222,15 @@ async fn proxy(
                     s.finish(index, conn.client.proto == "https", &mut rparts.headers);
                 }
                 rparts.version = Version::HTTP_11;
-                return Response::from_parts(rparts, ProxyBody::upstream(rbody, guard, record));
+                let pooled = Pooled {
+                    conn: upstream_conn,
+                    state: Arc::clone(&server.state),
+                    max_idle: group.pool.max_idle,
+                };
+                return Response::from_parts(
+                    rparts,
+                    ProxyBody::upstream(rbody, guard, pooled, record),
+                );
             }
             Err(err) => {
                 drop(guard);

@@ -8,7 +8,6 @@ use std::time::Duration;
 use crate::affinity::Sticky;
 use crate::balancer::{self, Balancer, PickContext};
 use crate::config::{GroupConfig, Timeouts};
-use crate::forward::UpstreamClient;
 use crate::health::{self, GroupHealth, LazyNow};
 use crate::metrics::{GlobalStats, GroupStats, ListenerStats, RouteStats};
 
@@ -105,43 +104,25 @@ pub struct ServerGroup {
     /// Time constant of the servers' peak-EWMA response time (see
     /// [`ServerState::record_response_time`]).
     pub ewma_decay: Duration,
-    /// The pooled upstream client of this group.
-    pub client: UpstreamClient,
+    /// How the group connects to its servers and pools the connections
+    /// (each server's idle connections are in its [`ServerState`]).
+    pub pool: super::pool::PoolSettings,
     /// Cookie affinity (`sticky:`); `None` for groups without it.
     pub sticky: Option<Sticky>,
     /// Passive ejection settings and fail-open behaviour.
     pub health: GroupHealth,
-    /// What the client was built from; a rebuilt group with the same settings
-    /// keeps the client, and with it the pooled connections.
-    client_settings: ClientSettings,
     /// Counters of the group (kept across reloads).
     pub stats: Arc<GroupStats>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ClientSettings {
-    connect: std::time::Duration,
-    idle: std::time::Duration,
-    max_idle: usize,
-}
-
 impl ServerGroup {
-    /// Builds the group of `config`, taking live state from `registry`. When
-    /// `previous` (the group of the same name in the running config) has the
-    /// same connection settings, its client and pooled connections are kept.
-    pub fn new(
-        config: &GroupConfig,
-        registry: &StateRegistry,
-        previous: Option<&ServerGroup>,
-    ) -> Self {
-        let client_settings = ClientSettings {
-            connect: config.timeouts.connect,
-            idle: config.pool_idle_timeout,
+    /// Builds the group of `config`, taking live state from `registry`
+    /// (servers that keep their id keep their state and pooled connections).
+    pub fn new(config: &GroupConfig, registry: &StateRegistry) -> Self {
+        let pool = super::pool::PoolSettings {
+            connect_timeout: config.timeouts.connect,
+            idle_timeout: config.pool_idle_timeout,
             max_idle: config.pool_max_idle_per_server,
-        };
-        let client = match previous {
-            Some(p) if p.client_settings == client_settings => p.client.clone(),
-            _ => crate::forward::client(config),
         };
         let servers: Vec<Server> = config
             .servers
@@ -155,8 +136,7 @@ impl ServerGroup {
             timeouts: config.timeouts,
             retries: config.retries,
             balancer,
-            client,
-            client_settings,
+            pool,
             stats: registry.group_stats(&config.name),
             sticky,
             health: GroupHealth::new(config.passive, config.fail_open),
@@ -286,10 +266,10 @@ mod tests {
         let yaml = "listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - group: g\ngroups:\n  g:\n    algorithm: least_response_time\n    servers:\n      - address: 127.0.0.1:9001\n        id: a\n";
         let config = crate::config::load_str(yaml, Path::new("t.yaml")).unwrap();
         let registry = StateRegistry::default();
-        let first = ServerGroup::new(&config.groups[0], &registry, None);
+        let first = ServerGroup::new(&config.groups[0], &registry);
         let _guard = first.servers[0].state.start_request();
         first.record_response_time(0, Duration::from_millis(40));
-        let second = ServerGroup::new(&config.groups[0], &registry, Some(&first));
+        let second = ServerGroup::new(&config.groups[0], &registry);
         let (server, in_flight, ewma) = second.server_loads().next().unwrap();
         assert_eq!(&*server.id, "a");
         assert_eq!(in_flight, 1);

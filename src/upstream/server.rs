@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use http::uri::{Authority, Scheme};
+use http::uri::Authority;
 use http::Uri;
 
 use crate::config::ServerConfig;
@@ -44,6 +44,8 @@ pub struct ServerState {
     ewma_bits: AtomicU64,
     /// [`monotonic_nanos`] of the last EWMA update.
     ewma_stamp: AtomicU64,
+    /// Idle keep-alive connections to this server.
+    pub pool: super::pool::ConnPool,
 }
 
 impl Default for ServerState {
@@ -57,6 +59,7 @@ impl Default for ServerState {
             passive: PassiveState::default(),
             ewma_bits: AtomicU64::new(NO_SAMPLE),
             ewma_stamp: AtomicU64::new(0),
+            pool: super::pool::ConnPool::default(),
         }
     }
 }
@@ -220,6 +223,9 @@ pub struct Server {
     pub id: Arc<str>,
     /// `host:port` to connect to.
     pub address: Authority,
+    /// `address` as a socket address when it is an IP literal (no lookup
+    /// per connect); `None` for a host name, resolved at each connect.
+    pub resolved: Option<std::net::SocketAddr>,
     /// Relative weight (1..=1000).
     pub weight: u32,
     /// Live counters, shared with earlier and later snapshots.
@@ -232,26 +238,21 @@ impl Server {
         Server {
             id: config.id.clone(),
             address: config.address.clone(),
+            resolved: config.address.as_str().parse().ok(),
             weight: config.weight,
             state,
         }
     }
 
-    /// The absolute URI for `path_and_query` on this server (the upstream
-    /// client needs scheme and authority to pick its pooled connection).
-    pub fn uri(
-        &self,
-        path_and_query: Option<&http::uri::PathAndQuery>,
-    ) -> Result<Uri, http::Error> {
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(self.address.clone());
-        parts.path_and_query = Some(
+    /// The request target sent to this server: the origin form
+    /// `path?query` of RFC 9112 §3.2.1 (`/` when the client sent none, as
+    /// for `OPTIONS *` or an authority-form target).
+    pub fn uri(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Uri {
+        Uri::from(
             path_and_query
                 .cloned()
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-        );
-        Ok(Uri::from_parts(parts)?)
+        )
     }
 }
 

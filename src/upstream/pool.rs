@@ -1,0 +1,249 @@
+//! The connection pool of one server: idle HTTP/1.1 keep-alive connections
+//! waiting for their next request.
+//!
+//! Each server keeps its own short list (in its [`ServerState`], so the pool
+//! survives reloads that keep the server's id). A request takes the most
+//! recently used idle connection (its socket is warm, and older ones age out),
+//! or connects a new one. The connection goes back to the list when the
+//! response body has been read to its end; a response cut short closes it.
+//! A connection idle longer than the group's `pool.idle_timeout` is closed by
+//! its own driver task, and at most `pool.max_idle_per_server` are kept.
+//!
+//! Built on hyper's connection API (`hyper::client::conn::http1`) rather than
+//! hyper-util's pooled client: a checkout is one uncontended lock of this
+//! server's list, with no hashing of the authority, no boxed request future
+//! and no task spawned per request to wait for the connection to be reusable
+//! (readiness is checked when the connection is next taken). nginx's
+//! `keepalive` upstream cache and HAProxy's per-server idle lists work alike.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::uri::Authority;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::ServerState;
+use crate::proxy::body::UpstreamBody;
+
+/// TCP keepalive probe interval on upstream connections.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Idle connections of one server, most recently used last.
+#[derive(Debug, Default)]
+pub struct ConnPool {
+    idle: Mutex<Vec<Idle>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<UpstreamBody>,
+    /// The address it is connected to (a reload may change a server's address).
+    address: Authority,
+    since: Instant,
+    shared: Arc<ConnShared>,
+}
+
+/// What a connection's driver task shares with the pool.
+#[derive(Debug)]
+struct ConnShared {
+    epoch: Instant,
+    /// When the connection went idle, in ms since `epoch` plus one; 0 while
+    /// a request uses it.
+    idle_since_ms: AtomicU64,
+}
+
+impl ConnShared {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    fn mark_idle(&self) {
+        self.idle_since_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// True when idle for at least `limit`.
+    fn idle_for(&self, limit: Duration) -> bool {
+        let since = self.idle_since_ms.load(Ordering::Relaxed);
+        since != 0 && self.now_ms().saturating_sub(since) >= limit.as_millis() as u64
+    }
+}
+
+/// How a group connects and pools (from its config).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Idle connections older than this are closed.
+    pub idle_timeout: Duration,
+    /// Most idle connections kept per server; 0 disables pooling.
+    pub max_idle: usize,
+}
+
+/// A connection taken from the pool (or new) for one request. Give it back
+/// with [`Checkout::checkin`] once the response has been read to its end;
+/// dropping it closes the connection.
+#[derive(Debug)]
+pub struct Checkout {
+    sender: SendRequest<UpstreamBody>,
+    address: Authority,
+    shared: Arc<ConnShared>,
+    /// True when it came from the pool (it may have been closed by the
+    /// server while idle).
+    pub reused: bool,
+}
+
+impl ConnPool {
+    /// Takes the most recently used idle connection to `address` that is not
+    /// closed and not past `idle_timeout`; closed, stale and foreign ones are
+    /// dropped on the way.
+    pub fn take(&self, address: &Authority, idle_timeout: Duration) -> Option<Checkout> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(c) = idle.pop() {
+            if c.sender.is_closed() || c.since.elapsed() >= idle_timeout || c.address != *address {
+                continue;
+            }
+            c.shared.idle_since_ms.store(0, Ordering::Relaxed);
+            return Some(Checkout {
+                sender: c.sender,
+                address: c.address,
+                shared: c.shared,
+                reused: true,
+            });
+        }
+        None
+    }
+
+    /// Idle connections held now (for `/status` and tests).
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    fn put(&self, c: Idle, max_idle: usize) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|i| !i.sender.is_closed());
+        if idle.len() >= max_idle {
+            // Full: the oldest goes (closed when dropped).
+            if max_idle == 0 {
+                return;
+            }
+            idle.remove(0);
+        }
+        idle.push(c);
+    }
+}
+
+impl Checkout {
+    /// Connects a new connection to `address`; its driver task closes it
+    /// when idle longer than `settings.idle_timeout`.
+    ///
+    /// # Errors
+    /// The connect error (refused, unreachable, DNS) or `TimedOut` after
+    /// `settings.connect_timeout`.
+    pub async fn connect(
+        address: &Authority,
+        resolved: Option<SocketAddr>,
+        settings: &PoolSettings,
+    ) -> io::Result<Checkout> {
+        let connect = async {
+            match resolved {
+                Some(addr) => TcpStream::connect(addr).await,
+                None => TcpStream::connect(address.as_str()).await,
+            }
+        };
+        let stream = tokio::time::timeout(settings.connect_timeout, connect)
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect timed out after {:?}", settings.connect_timeout),
+                )
+            })??;
+        stream.set_nodelay(true)?;
+        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
+        let shared = Arc::new(ConnShared {
+            epoch: Instant::now(),
+            idle_since_ms: AtomicU64::new(0),
+        });
+        let watch = Arc::clone(&shared);
+        let idle_timeout = settings.idle_timeout;
+        tokio::spawn(async move {
+            let conn = conn.with_upgrades();
+            tokio::pin!(conn);
+            let mut tick = tokio::time::interval_at(Instant::now() + idle_timeout, idle_timeout);
+            loop {
+                tokio::select! {
+                    res = conn.as_mut() => {
+                        if let Err(e) = res {
+                            tracing::debug!(error = %e, "upstream connection ended with an error");
+                        }
+                        return;
+                    }
+                    _ = tick.tick() => {
+                        if watch.idle_for(idle_timeout) {
+                            // Idle too long: dropping the connection closes it.
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Checkout {
+            sender,
+            address: address.clone(),
+            shared,
+            reused: false,
+        })
+    }
+
+    /// Waits until the connection can take a request (a reused connection
+    /// may still be finishing its previous exchange).
+    ///
+    /// # Errors
+    /// When the connection closed.
+    pub async fn ready(&mut self) -> hyper::Result<()> {
+        if self.sender.is_ready() {
+            return Ok(());
+        }
+        self.sender.ready().await
+    }
+
+    /// Sends `req`. When the connection could not take it (it closed first),
+    /// the error gives the request back untouched.
+    pub async fn send(
+        &mut self,
+        req: http::Request<UpstreamBody>,
+    ) -> Result<
+        http::Response<hyper::body::Incoming>,
+        hyper::client::conn::TrySendError<http::Request<UpstreamBody>>,
+    > {
+        self.sender.try_send_request(req).await
+    }
+
+    /// Gives the connection back to `state`'s pool for the next request.
+    pub fn checkin(self, state: &ServerState, max_idle: usize) {
+        if self.sender.is_closed() || max_idle == 0 {
+            return;
+        }
+        self.shared.mark_idle();
+        state.pool.put(
+            Idle {
+                sender: self.sender,
+                address: self.address,
+                since: Instant::now(),
+                shared: self.shared,
+            },
+            max_idle,
+        );
+    }
+}
