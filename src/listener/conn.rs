@@ -194,6 +194,11 @@ impl Serve<'_> {
         let mut last_events = activity.events();
         let mut closing = false;
         let mut parking = false;
+        // Made once: a fresh wait on the shutdown flag at every wake-up
+        // would register a waiter per poll.
+        let mut shutdown = self.shutdown.clone();
+        let stop = stopped(&mut shutdown);
+        tokio::pin!(stop);
         loop {
             tokio::select! {
                 res = conn.as_mut() => {
@@ -203,7 +208,7 @@ impl Serve<'_> {
                     }
                     return if parking { Outcome::Parked } else { Outcome::Closed };
                 }
-                _ = stopped(&mut self.shutdown), if !closing => {
+                _ = &mut stop, if !closing => {
                     closing = true;
                     activity.set_parking(false);
                     parking = false;

@@ -5,6 +5,7 @@
 //! per-connection parts (client address) are formatted once per connection.
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Version};
@@ -33,6 +34,12 @@ fn hop_by_hop() -> [&'static HeaderName; 7] {
     ]
 }
 
+/// True for a field of the fixed hop-by-hop list. Standard names compare as
+/// enum tags; only the two non-standard ones compare bytes.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    hop_by_hop().contains(&name)
+}
+
 /// What the proxy knows about one downstream connection, formatted once.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
@@ -42,6 +49,10 @@ pub struct ClientInfo {
     pub forwarded_prefix: String,
     /// `http` or `https`.
     pub proto: &'static str,
+    /// The `Forwarded` element of the first host seen on this connection
+    /// (host, element): later requests for the same host reuse it instead of
+    /// formatting it again.
+    forwarded: OnceLock<(HeaderValue, HeaderValue)>,
 }
 
 impl ClientInfo {
@@ -62,12 +73,50 @@ impl ClientInfo {
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             forwarded_prefix: format!("for={node};proto={proto}"),
             proto,
+            forwarded: OnceLock::new(),
         }
+    }
+
+    /// This hop's `Forwarded` element for a request to `host` (RFC 7239 §4):
+    /// `for=…;proto=…;host=…`, the host quoted when it is not a token.
+    pub fn forwarded(&self, host: Option<&HeaderValue>) -> Option<HeaderValue> {
+        if let (Some(h), Some((cached_host, element))) = (host, self.forwarded.get()) {
+            if h == cached_host {
+                return Some(element.clone());
+            }
+        }
+        let mut element = String::with_capacity(self.forwarded_prefix.len() + 32);
+        element.push_str(&self.forwarded_prefix);
+        if let Some(h) = host.and_then(|h| h.to_str().ok()) {
+            element.push_str(";host=");
+            if h.bytes().all(is_tchar) {
+                element.push_str(h);
+            } else {
+                element.push('"');
+                for c in h.chars() {
+                    if c == '"' || c == '\\' {
+                        element.push('\\');
+                    }
+                    element.push(c);
+                }
+                element.push('"');
+            }
+        }
+        let value = HeaderValue::from_str(&element).ok()?;
+        if let Some(h) = host {
+            let _ = self.forwarded.set((h.clone(), value.clone()));
+        }
+        Some(value)
     }
 }
 
-/// Removes the hop-by-hop fields: those named in `Connection` and the fixed list.
+/// Removes the hop-by-hop fields: those named in `Connection` and the fixed
+/// list. One pass over the names finds whether there is anything to remove;
+/// most requests have none.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderValue> = headers
             .get_all(header::CONNECTION)
@@ -116,47 +165,35 @@ pub fn rewrite_request(
     remove_hop_by_hop(headers);
     join_cookies(headers);
     // weir answers `Expect: 100-continue` itself when it starts reading the body.
-    headers.remove(header::EXPECT);
+    if headers.contains_key(header::EXPECT) {
+        headers.remove(header::EXPECT);
+    }
     headers.append(header::VIA, via_value(version));
 
     // X-Forwarded-For: the list so far plus this client.
-    if headers.contains_key(&X_FORWARDED_FOR) {
-        let mut list = Vec::with_capacity(64);
-        for v in headers.get_all(&X_FORWARDED_FOR) {
-            if !list.is_empty() {
-                list.extend_from_slice(b", ");
+    match headers.entry(&X_FORWARDED_FOR) {
+        header::Entry::Vacant(e) => {
+            e.insert(client.xff.clone());
+        }
+        header::Entry::Occupied(mut e) => {
+            let mut list = Vec::with_capacity(64);
+            for v in e.iter() {
+                if !list.is_empty() {
+                    list.extend_from_slice(b", ");
+                }
+                list.extend_from_slice(v.as_bytes());
             }
-            list.extend_from_slice(v.as_bytes());
+            list.extend_from_slice(b", ");
+            list.extend_from_slice(client.xff.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&list) {
+                e.insert(v);
+            }
         }
-        list.extend_from_slice(b", ");
-        list.extend_from_slice(client.xff.as_bytes());
-        if let Ok(v) = HeaderValue::from_bytes(&list) {
-            headers.insert(&X_FORWARDED_FOR, v);
-        }
-    } else {
-        headers.insert(&X_FORWARDED_FOR, client.xff.clone());
     }
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
 
     // Forwarded (RFC 7239): append this hop's element.
-    let mut element = String::with_capacity(client.forwarded_prefix.len() + 32);
-    element.push_str(&client.forwarded_prefix);
-    if let Some(h) = host.and_then(|h| h.to_str().ok()) {
-        element.push_str(";host=");
-        if h.bytes().all(is_tchar) {
-            element.push_str(h);
-        } else {
-            element.push('"');
-            for c in h.chars() {
-                if c == '"' || c == '\\' {
-                    element.push('\\');
-                }
-                element.push(c);
-            }
-            element.push('"');
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(&element) {
+    if let Some(v) = client.forwarded(host) {
         headers.append(header::FORWARDED, v);
     }
 
