@@ -34,10 +34,14 @@ fn hop_by_hop() -> [&'static HeaderName; 7] {
     ]
 }
 
-/// True for a field of the fixed hop-by-hop list. Standard names compare as
+/// Which field of the fixed hop-by-hop list `name` is, as a bit in
+/// [`hop_by_hop`]'s order; 0 for any other field. Standard names compare as
 /// enum tags; only the two non-standard ones compare bytes.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    hop_by_hop().contains(&name)
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    hop_by_hop()
+        .iter()
+        .position(|h| *h == name)
+        .map_or(0, |i| 1 << i)
 }
 
 /// What the proxy knows about one downstream connection, formatted once.
@@ -111,33 +115,41 @@ impl ClientInfo {
 }
 
 /// Removes the hop-by-hop fields: those named in `Connection` and the fixed
-/// list. One pass over the names finds whether there is anything to remove;
-/// most requests have none.
+/// list. One pass over the names finds which are there (most requests have
+/// none; most responses only `Connection: keep-alive`), and only those are
+/// removed.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
+    let present = headers.keys().fold(0u8, |bits, k| bits | hop_by_hop_bit(k));
+    if present == 0 {
         return;
     }
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderValue> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .cloned()
-            .collect();
-        for value in &named {
+    if present & 1 != 0 {
+        // Fields named in Connection (RFC 9110 §7.6.1), besides the
+        // connection options `close` and `keep-alive`.
+        let mut named: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(header::CONNECTION) {
             let Ok(list) = value.to_str() else { continue };
             for token in list.split(',') {
                 let token = token.trim();
-                if token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case("close")
+                    || token.eq_ignore_ascii_case("keep-alive")
+                {
                     continue;
                 }
                 if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                    headers.remove(name);
+                    named.push(name);
                 }
             }
         }
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in hop_by_hop() {
-        headers.remove(name);
+    for (i, name) in hop_by_hop().into_iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
