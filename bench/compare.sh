@@ -208,7 +208,9 @@ idle_rss() { # proxy pids... : opens IDLE_CONNS keep-alive connections, reports 
   python3 "$ROOT/bench/idle_conns.py" 127.0.0.1 "$port" "$IDLE_CONNS" "$WORK/idle-$p.ready" &
   local cpid=$!
   for _ in $(seq 1 120); do [ -f "$WORK/idle-$p.ready" ] && break; sleep 0.5; done
-  sleep 1
+  # Idle means quiet for a few seconds: weir parks a keep-alive connection
+  # 1-2 s after its last byte (nginx and HAProxy free their buffers at once).
+  sleep 4
   after=$(rss "$@")
   kill "$cpid" 2>/dev/null || true; wait "$cpid" 2>/dev/null || true
   rm -f "$WORK/idle-$p.ready"

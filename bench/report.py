@@ -70,7 +70,7 @@ out.append("wrk -t1 -c64 -d${DURATION}s --latency https://127.0.0.1:PORT/       
 out.append("h2load -D ${DURATION} -c 8 -m 8 -t 1 https://127.0.0.1:PORT/            # 3")
 out.append("wrk -t1 -c64 -d${DURATION}s --latency -H 'Connection: close' https://127.0.0.1:PORT/   # 4")
 out.append("wrk -t1 -c16 -d${DURATION}s --latency http://127.0.0.1:PORT/big         # 5")
-out.append("python3 bench/idle_conns.py 127.0.0.1 PORT 9000 READY_FILE              # 6 (RSS before/after)")
+out.append("python3 bench/idle_conns.py 127.0.0.1 PORT 9000 READY_FILE              # 6 (RSS before, and 4 s after the last response)")
 out.append("```")
 out.append("\nProxy configs (written by the script): nginx `upstream { keepalive 256; }` with `proxy_http_version 1.1`, "
            "`proxy_buffering off`, `access_log off`; HAProxy `http-reuse always`, `option forwardfor`; weir with "

@@ -108,7 +108,11 @@ impl ClientInfo {
         }
         let value = HeaderValue::from_str(&element).ok()?;
         if let Some(h) = host {
-            let _ = self.forwarded.set((h.clone(), value.clone()));
+            // A copy: `h` shares the request's read buffer (8 KiB), which
+            // must not live as long as the connection.
+            if let Ok(owned) = HeaderValue::from_bytes(h.as_bytes()) {
+                let _ = self.forwarded.set((owned, value.clone()));
+            }
         }
         Some(value)
     }
