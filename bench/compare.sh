@@ -209,7 +209,8 @@ idle_rss() { # proxy pids... : opens IDLE_CONNS keep-alive connections, reports 
   local cpid=$!
   for _ in $(seq 1 120); do [ -f "$WORK/idle-$p.ready" ] && break; sleep 0.5; done
   # Idle means quiet for a few seconds: weir parks a keep-alive connection
-  # 1-2 s after its last byte (nginx and HAProxy free their buffers at once).
+  # 100-200 ms after its last byte (nginx and HAProxy free their buffers at
+  # once), and its allocator hands freed pages back shortly after.
   sleep 4
   after=$(rss "$@")
   kill "$cpid" 2>/dev/null || true; wait "$cpid" 2>/dev/null || true

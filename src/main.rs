@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc: faster than glibc's malloc on the request path, and it hands
-/// the pages of freed connection buffers back to the kernel (glibc keeps them
-/// resident), so memory falls again after a burst of connections.
+/// mimalloc hands the pages of freed connection buffers back to the kernel
+/// (glibc's malloc keeps them resident), so memory falls again after a burst
+/// of connections: 9,000 idle keep-alive connections after a load run hold
+/// 4.5 KiB each with it, 6.5 KiB with glibc. Request throughput is the same.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
