@@ -118,11 +118,10 @@ impl Serve<'_> {
             let graceful = |c: Pin<&mut http1::UpgradeableConnection<_, _>>| c.graceful_shutdown();
             // Boxed: between requests the task holds only what `next_bytes`
             // needs, not the watchdog's timer and select state.
-            let watched =
-                Box::pin(self.watch(Pin::new(&mut *conn), graceful, true, &mut idle_since));
-            match watched.await {
-                Outcome::Closed => return,
-                Outcome::Parked => {}
+            let outcome =
+                Box::pin(self.watch(Pin::new(&mut *conn), graceful, true, &mut idle_since)).await;
+            if let Outcome::Closed = outcome {
+                return;
             }
             self.activity.set_parking(false);
             // None: the connection was upgraded (it lives on in the tunnel).
