@@ -31,6 +31,7 @@ use super::activity::ConnActivity;
 use super::stopped;
 use crate::config::ListenerConfig;
 use crate::metrics::ListenerStats;
+use crate::proxy::body::ProxyBody;
 
 /// The HTTP/2 connection preface a client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -67,6 +68,35 @@ pub(super) struct Serve<'a> {
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// The service a downstream connection is served with: weir's request
+/// handler (`proxy::service::handle` in a `service_fn`), cloned for each
+/// hyper connection a parked socket gets.
+pub(super) trait ProxyService:
+    hyper::service::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<ProxyBody>,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Unpin
+    + Send
+    + 'static
+{
+}
+
+impl<T> ProxyService for T where
+    T: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<ProxyBody>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Unpin
+        + Send
+        + 'static
+{
+}
+
 /// How the watchdog saw a hyper connection end.
 enum Outcome {
     /// Closed (by the client, an error, a timeout or shutdown).
@@ -77,20 +107,10 @@ enum Outcome {
 
 impl Serve<'_> {
     /// Serves `io` until it closes.
-    pub async fn run<I, S, B>(mut self, io: I, protocol: Protocol, svc: S)
+    pub async fn run<I, S>(mut self, io: I, protocol: Protocol, svc: S)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: hyper::service::Service<
-                http::Request<hyper::body::Incoming>,
-                Response = http::Response<B>,
-                Error = std::convert::Infallible,
-            > + Clone
-            + Unpin
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: ProxyService,
     {
         let mut idle_since = Instant::now();
         let mut io = Rewind::new(io, Arc::clone(&self.activity));
@@ -155,18 +175,10 @@ impl Serve<'_> {
         }
     }
 
-    async fn serve_h2<I, S, B>(&mut self, io: Rewind<I>, svc: S, idle_since: &mut Instant)
+    async fn serve_h2<I, S>(&mut self, io: Rewind<I>, svc: S, idle_since: &mut Instant)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: hyper::service::Service<
-                http::Request<hyper::body::Incoming>,
-                Response = http::Response<B>,
-                Error = std::convert::Infallible,
-            > + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: ProxyService,
     {
         self.activity.mark_h2();
         let mut conn = Box::pin(self.h2.serve_connection(TokioIo::new(io), svc));

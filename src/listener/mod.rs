@@ -198,26 +198,14 @@ impl Listener {
 
     /// The TLS handshake (bounded by the request-head timeout), then HTTP/2
     /// or HTTP/1 as ALPN chose.
-    async fn serve_tls<S, B>(
+    async fn serve_tls<S: conn::ProxyService>(
         &self,
         io: activity::ActivityIo,
         config: Arc<rustls::ServerConfig>,
         serve: conn::Serve<'_>,
         svc: S,
         peer: SocketAddr,
-    ) where
-        S: hyper::service::Service<
-                http::Request<hyper::body::Incoming>,
-                Response = http::Response<B>,
-                Error = std::convert::Infallible,
-            > + Clone
-            + Unpin
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    ) {
         let handshake = tokio::time::timeout(
             self.config.request_header_timeout,
             TlsAcceptor::from(config).accept(io),
