@@ -125,14 +125,16 @@ impl ConnPool {
     }
 
     fn put(&self, c: Idle, max_idle: usize) {
+        if max_idle == 0 {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|i| !i.sender.is_closed());
         if idle.len() >= max_idle {
-            // Full: the oldest goes (closed when dropped).
-            if max_idle == 0 {
-                return;
+            // Full: closed ones go first, else the oldest (closed when dropped).
+            idle.retain(|i| !i.sender.is_closed());
+            if idle.len() >= max_idle {
+                idle.remove(0);
             }
-            idle.remove(0);
         }
         idle.push(c);
     }
