@@ -239,17 +239,18 @@ impl Serve<'_> {
                     if events != last_events || activity.in_flight() > 0 {
                         last_events = events;
                         *idle_since = Instant::now();
-                    } else if closing {
-                    } else if idle_since.elapsed() >= idle_timeout {
-                        closing = true;
-                        graceful(conn.as_mut());
-                    } else if parkable && activity.is_quiet() {
-                        // Quiet for a whole tick: hyper is idle between
-                        // requests, so it closes at once without writing.
-                        closing = true;
-                        parking = true;
-                        activity.set_parking(true);
-                        graceful(conn.as_mut());
+                    } else if !closing {
+                        // Quiet for a whole tick: past the idle timeout the
+                        // connection closes; before it, a parkable one parks
+                        // (hyper is idle between requests, so it closes its
+                        // side at once without writing).
+                        let expired = idle_since.elapsed() >= idle_timeout;
+                        parking = !expired && parkable && activity.is_quiet();
+                        if expired || parking {
+                            closing = true;
+                            activity.set_parking(parking);
+                            graceful(conn.as_mut());
+                        }
                     }
                 }
             }

@@ -45,7 +45,7 @@ struct Idle {
     sender: SendRequest<UpstreamBody>,
     /// The address it is connected to (a reload may change a server's address).
     address: Authority,
-    since: Instant,
+    /// Also tells since when it is idle.
     shared: Arc<ConnShared>,
 }
 
@@ -105,7 +105,7 @@ impl ConnPool {
     pub fn take(&self, address: &Authority, idle_timeout: Duration) -> Option<Checkout> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(c) = idle.pop() {
-            if c.sender.is_closed() || c.since.elapsed() >= idle_timeout || c.address != *address {
+            if c.sender.is_closed() || c.shared.idle_for(idle_timeout) || c.address != *address {
                 continue;
             }
             c.shared.idle_since_ms.store(0, Ordering::Relaxed);
@@ -117,11 +117,6 @@ impl ConnPool {
             });
         }
         None
-    }
-
-    /// Idle connections held now (for `/status` and tests).
-    pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
     }
 
     fn put(&self, c: Idle, max_idle: usize) {
@@ -242,7 +237,6 @@ impl Checkout {
             Idle {
                 sender: self.sender,
                 address: self.address,
-                since: Instant::now(),
                 shared: self.shared,
             },
             max_idle,
