@@ -49,6 +49,7 @@ async fn attempt(
         let mut conn = match server
             .state
             .pool
+            .local()
             .take(&server.address, settings.idle_timeout)
         {
             Some(c) => c,

@@ -30,6 +30,8 @@ pub mod listener;
 pub mod metrics;
 pub mod proxy;
 pub mod route;
+pub mod runtime;
+pub mod shard;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -38,7 +40,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
@@ -46,7 +47,8 @@ use config::ListenerConfig;
 pub use config::{Config, ConfigError, ConfigErrors};
 pub use error::{ErrorKind, ProxyError};
 use listener::Listener;
-use proxy::Snapshot;
+use proxy::{SharedSnapshot, Snapshot};
+use runtime::Workers;
 use upstream::StateRegistry;
 
 /// A configured proxy, not yet listening.
@@ -54,15 +56,29 @@ use upstream::StateRegistry;
 pub struct Proxy {
     config: Config,
     registry: Arc<StateRegistry>,
+    /// Worker count set by the command line (`--threads`), over the file's.
+    workers_override: Option<usize>,
 }
 
 impl Proxy {
     /// A proxy for a validated `config`.
     pub fn new(config: Config) -> Self {
+        let workers = runtime::workers::resolve_count(config.workers);
+        // Counters made from here on have a shard per worker.
+        shard::reserve(workers);
         Proxy {
             config,
             registry: Arc::new(StateRegistry::default()),
+            workers_override: None,
         }
+    }
+
+    /// Runs `n` workers whatever the file's `workers` says (the
+    /// `--threads` option); 0 = one per CPU core.
+    pub fn with_workers(mut self, n: usize) -> Self {
+        shard::reserve(runtime::workers::resolve_count(n));
+        self.workers_override = Some(n);
+        self
     }
 
     /// Binds every listener (and the admin listener) and starts serving.
@@ -73,16 +89,24 @@ impl Proxy {
     /// When a listener cannot be bound (address in use, permission) or its
     /// TLS config cannot be built; nothing is left listening then.
     pub async fn start(self) -> std::io::Result<Running> {
-        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(
+        let count =
+            runtime::workers::resolve_count(self.workers_override.unwrap_or(self.config.workers));
+        let snapshot = Arc::new(SharedSnapshot::new(Arc::new(Snapshot::build(
             &self.config,
             &self.registry,
-        )));
+        ))));
         let (shutdown, _) = watch::channel(false);
         let tracker = TaskTracker::new();
         let mut bound = Vec::new();
         for l in &self.config.listeners {
-            bound.push(bind(l, &self.registry).await?);
+            bound.push(bind(l, &self.registry, count)?);
         }
+        let workers = Workers::start(count, Arc::new(|_| {}))?;
+        self.registry
+            .global
+            .workers
+            .store(workers.len(), Ordering::Relaxed);
+        tracing::info!(workers = workers.len(), "workers started");
         let admin = match self.config.admin {
             Some(addr) => Some(admin::bind(addr).await?),
             None => None,
@@ -102,12 +126,15 @@ impl Proxy {
             drain_timeout: Mutex::new(self.config.drain_timeout),
             admin_addr,
             probes: Mutex::new(watch::channel(false).0),
+            workers: tokio::sync::Mutex::new(workers),
+            workers_fixed: self.workers_override.is_some(),
         });
-        inner.restart_probes(&self.config, &inner.snapshot.load());
+        inner.restart_probes(&self.config, &inner.snapshot.load_full());
         {
             let mut listeners = inner.listeners.lock().await;
+            let workers = inner.workers.lock().await;
             for b in bound {
-                inner.spawn_listener(&b);
+                inner.spawn_listener(&b, &workers);
                 listeners.push(b);
             }
         }
@@ -123,9 +150,9 @@ impl Proxy {
     }
 }
 
-/// Binds listener `l`, logging its address.
-async fn bind(l: &ListenerConfig, registry: &StateRegistry) -> std::io::Result<Bound> {
-    let listener = Listener::bind(l, registry.listener_stats(&l.name)).await?;
+/// Binds listener `l` once per worker, logging its address.
+fn bind(l: &ListenerConfig, registry: &StateRegistry, workers: usize) -> std::io::Result<Bound> {
+    let listener = Listener::bind(l, registry.listener_stats(&l.name), workers)?;
     let local = listener.local_addr()?;
     tracing::info!(listener = %l.name, address = %local, tls = l.tls.is_some(), "listening");
     let (stop, _) = watch::channel(false);
@@ -160,7 +187,7 @@ impl Bound {
 #[derive(Debug)]
 struct Inner {
     file: PathBuf,
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    snapshot: Arc<SharedSnapshot>,
     registry: Arc<StateRegistry>,
     /// Also serializes reloads.
     listeners: tokio::sync::Mutex<Vec<Bound>>,
@@ -170,6 +197,11 @@ struct Inner {
     admin_addr: Option<SocketAddr>,
     /// Stops the active health probes of the current snapshot.
     probes: Mutex<watch::Sender<bool>>,
+    /// The worker threads that serve connections.
+    workers: tokio::sync::Mutex<Workers>,
+    /// True when the worker count came from the command line (a reload's
+    /// `workers` is then not compared).
+    workers_fixed: bool,
 }
 
 impl Inner {
@@ -194,12 +226,9 @@ impl Inner {
         let _ = old.send(true);
     }
 
-    fn spawn_listener(&self, b: &Bound) {
-        let listener = Arc::clone(&b.listener);
-        let snapshot = Arc::clone(&self.snapshot);
-        let stop = b.stop.subscribe();
-        let conns = self.tracker.clone();
-        self.tracker.spawn(listener.run(snapshot, stop, conns));
+    fn spawn_listener(&self, b: &Bound, workers: &Workers) {
+        b.listener
+            .start(workers, &self.snapshot, &b.stop.subscribe(), &self.tracker);
     }
 }
 
@@ -292,12 +321,21 @@ impl Running {
     pub async fn apply(&self, config: Config) -> Result<(), ReloadError> {
         let inner = &self.inner;
         let mut listeners = inner.listeners.lock().await;
+        let workers = inner.workers.lock().await;
+        let wanted = runtime::workers::resolve_count(config.workers);
+        if !inner.workers_fixed && wanted != workers.len() {
+            tracing::warn!(
+                running = workers.len(),
+                configured = wanted,
+                "reload: a new worker count takes effect at the next start"
+            );
+        }
         // Bind what is new first, so that a failure changes nothing.
         let mut added = Vec::new();
         for l in &config.listeners {
             let kept = listeners.iter().any(|b| b.is(l));
             if !kept {
-                match bind(l, &inner.registry).await {
+                match bind(l, &inner.registry, workers.len()) {
                     Ok(b) => added.push(b),
                     Err(e) => {
                         inner
@@ -332,9 +370,10 @@ impl Running {
             keep
         });
         for b in added {
-            inner.spawn_listener(&b);
+            inner.spawn_listener(&b, &workers);
             listeners.push(b);
         }
+        drop(workers);
         inner.registry.retain(|group, id| {
             config
                 .groups
@@ -388,6 +427,13 @@ impl Running {
                 "drain timeout reached; closing remaining connections"
             );
         }
+        // Every worker: their remaining connections close with them.
+        inner
+            .workers
+            .lock()
+            .await
+            .stop(Duration::from_secs(2))
+            .await;
         drained
     }
 }

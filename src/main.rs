@@ -32,8 +32,9 @@ struct Cli {
     /// Log filter, as RUST_LOG (which wins when set), e.g. `info,weir::access=off`.
     #[arg(long, default_value = "info")]
     log: String,
-    /// Worker threads (default: one per CPU core), like nginx's `worker_processes`
-    /// or HAProxy's `nbthread`.
+    /// Worker threads serving connections, over the file's `workers`
+    /// (default: one per CPU core; 0 = one per core), like nginx's
+    /// `worker_processes` or HAProxy's `nbthread`.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
 }
@@ -67,18 +68,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&cli);
-    // One worker: a current-thread runtime (no work-stealing, no cross-thread
-    // wake-ups), like one nginx worker process; more: the multi-thread one.
-    let mut builder = match cli.threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n.max(1));
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    let runtime = match builder.enable_all().build() {
+    // The control runtime: signals, the admin API, health probes, reloads.
+    // Connections are served by the workers (one current-thread runtime per
+    // core, each with its own sockets; see weir::runtime::workers).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -86,7 +82,11 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let running = match weir::Proxy::new(config).start().await {
+        let mut proxy = weir::Proxy::new(config);
+        if let Some(n) = cli.threads {
+            proxy = proxy.with_workers(n);
+        }
+        let running = match proxy.start().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");

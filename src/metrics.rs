@@ -4,11 +4,15 @@
 //! Nothing on the request path takes a lock for metrics: every counter is an
 //! atomic owned by the route, group, server or listener it describes, and the
 //! scrape walks the current snapshot to read them (prometheus-client's
-//! `Collector` pattern). Counters live in [`crate::upstream::StateRegistry`]
+//! `Collector` pattern). The counters written on every request are sharded
+//! per worker ([`crate::shard::Sharded`]: each worker adds to its own cache
+//! line) and summed when read. Counters live in [`crate::upstream::StateRegistry`]
 //! keyed by name, so they stay monotonic across config reloads.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::shard::Sharded;
 
 /// Upper bounds of the duration histogram buckets, in seconds (the `+Inf`
 /// bucket is implicit).
@@ -16,47 +20,64 @@ pub const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A histogram of durations with fixed buckets, lock-free (one atomic add per
-/// bucket, count and sum per observation).
+/// A histogram of durations with fixed buckets, lock-free and sharded per
+/// worker (two atomic adds on the worker's own cache line per observation:
+/// the bucket and the sum; the count is the buckets' total).
 #[derive(Debug, Default)]
 pub struct Histogram {
+    shards: Sharded<HistogramShard>,
+}
+
+#[derive(Debug, Default)]
+struct HistogramShard {
     buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
-    count: AtomicU64,
     sum_ns: AtomicU64,
 }
 
 impl Histogram {
     /// Records one duration.
+    #[inline]
     pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let secs = ns as f64 / 1e9;
         let i = DURATION_BUCKETS
             .iter()
             .position(|&b| secs <= b)
             .unwrap_or(DURATION_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(
-            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        let shard = self.shards.local();
+        shard.buckets[i].fetch_add(1, Ordering::Relaxed);
+        shard.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// Number of observations.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.shards
+            .iter()
+            .flat_map(|s| s.buckets.iter())
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Sum of observations in seconds.
     pub fn sum_secs(&self) -> f64 {
-        self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
+        let ns: u64 = self
+            .shards
+            .iter()
+            .map(|s| s.sum_ns.load(Ordering::Relaxed))
+            .sum();
+        ns as f64 / 1e9
     }
 
     /// Cumulative buckets as `(upper bound, count)`, ending with `+Inf`.
     pub fn cumulative(&self) -> Vec<(f64, u64)> {
         let mut acc = 0;
-        let mut out = Vec::with_capacity(self.buckets.len());
-        for (i, b) in self.buckets.iter().enumerate() {
-            acc += b.load(Ordering::Relaxed);
+        let mut out = Vec::with_capacity(DURATION_BUCKETS.len() + 1);
+        for i in 0..=DURATION_BUCKETS.len() {
+            acc += self
+                .shards
+                .iter()
+                .map(|s| s.buckets[i].load(Ordering::Relaxed))
+                .sum::<u64>();
             let le = DURATION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY);
             out.push((le, acc));
         }
@@ -67,20 +88,62 @@ impl Histogram {
 /// Status classes counted separately: 1xx..5xx.
 pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// Requests by status class.
+/// Requests by status class, sharded per worker.
 #[derive(Debug, Default)]
-pub struct ByClass([AtomicU64; 5]);
+pub struct ByClass(Sharded<[AtomicU64; 5]>);
 
 impl ByClass {
     /// Counts one response with `status`.
+    #[inline]
     pub fn inc(&self, status: u16) {
         let i = usize::from((status / 100).clamp(1, 5)) - 1;
-        self.0[i].fetch_add(1, Ordering::Relaxed);
+        self.0.local()[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The count for class index `i` (0 = 1xx).
+    /// The count for class index `i` (0 = 1xx), summed over the workers.
     pub fn get(&self, i: usize) -> u64 {
-        self.0[i].load(Ordering::Relaxed)
+        self.0.iter().map(|s| s[i].load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// A counter sharded per worker: [`Self::inc`] adds on this worker's cache
+/// line, [`Self::get`] sums.
+#[derive(Debug, Default)]
+pub struct Counter(Sharded<AtomicU64>);
+
+impl Counter {
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self) {
+        self.0.local().fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The total over the workers.
+    pub fn get(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The count of worker `i` alone.
+    pub fn get_shard(&self, i: usize) -> u64 {
+        self.0.get(i).load(Ordering::Relaxed)
+    }
+}
+
+/// A gauge sharded per worker (each worker adds and subtracts its own
+/// share; the value is the sum).
+#[derive(Debug, Default)]
+pub struct Gauge(Sharded<AtomicI64>);
+
+impl Gauge {
+    /// Adds `d` (negative to subtract).
+    #[inline]
+    pub fn add(&self, d: i64) {
+        self.0.local().fetch_add(d, Ordering::Relaxed);
+    }
+
+    /// The value, summed over the workers.
+    pub fn get(&self) -> i64 {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 }
 
@@ -133,25 +196,35 @@ pub struct ServerStats {
     pub health_transitions: AtomicU64,
 }
 
-/// Counters of one listener.
+/// Counters of one listener, each sharded per worker.
 #[derive(Debug, Default)]
 pub struct ListenerStats {
     /// Downstream connections open now.
-    pub open: AtomicI64,
+    pub open: Gauge,
     /// Downstream connections accepted.
-    pub accepted: AtomicU64,
+    pub accepted: Counter,
     /// Idle HTTP/1 keep-alive connections parked now: open, holding no
     /// hyper state or buffers until their next request (see `listener::conn`).
-    pub parked: AtomicI64,
+    pub parked: Gauge,
     /// Completed TLS handshakes.
-    pub tls_handshakes: AtomicU64,
+    pub tls_handshakes: Counter,
     /// Failed or timed-out TLS handshakes.
-    pub tls_failures: AtomicU64,
+    pub tls_failures: Counter,
 }
 
 /// Process-wide counters.
 #[derive(Debug, Default)]
 pub struct GlobalStats {
+    /// Requests served by each worker (shard `i` = worker `i`).
+    pub worker_requests: Counter,
+    /// Connections accepted by each worker.
+    pub worker_connections: Counter,
+    /// The number of workers (for exporting the per-worker counters).
+    pub workers: std::sync::atomic::AtomicUsize,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: AtomicU64,
+    /// Access-log lines written.
+    pub access_log_written: AtomicU64,
     /// Successful config reloads.
     pub reloads_ok: AtomicU64,
     /// Failed config reloads (the running config stayed).

@@ -6,7 +6,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -29,7 +28,7 @@ fn parked(proxy: &weir::Running) -> i64 {
         .registry()
         .all_listener_stats()
         .iter()
-        .map(|(_, s)| s.parked.load(Ordering::Relaxed))
+        .map(|(_, s)| s.parked.get())
         .sum()
 }
 
@@ -197,7 +196,7 @@ async fn a_client_closing_a_parked_connection_frees_it() {
         .registry()
         .all_listener_stats()
         .iter()
-        .map(|(_, s)| s.open.load(Ordering::Relaxed))
+        .map(|(_, s)| s.open.get())
         .sum();
     assert_eq!(open, 0);
     assert!(proxy.shutdown().await);

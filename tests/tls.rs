@@ -325,7 +325,7 @@ async fn an_idle_tls_connection_parks_and_keeps_its_session() {
             .registry()
             .all_listener_stats()
             .iter()
-            .map(|(_, s)| s.parked.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|(_, s)| s.parked.get())
             .sum()
     };
     within(5, "the connection parks", async {

@@ -259,25 +259,19 @@ impl Collector for Scrape {
             &mut enc,
             "weir_listener_open_connections",
             "Downstream connections open now.",
-            listeners
-                .iter()
-                .map(|(n, s)| (l(n), s.open.load(Ordering::Relaxed))),
+            listeners.iter().map(|(n, s)| (l(n), s.open.get())),
         )?;
         gauge(
             &mut enc,
             "weir_listener_parked_connections",
             "Idle keep-alive connections parked now (open, holding no buffers).",
-            listeners
-                .iter()
-                .map(|(n, s)| (l(n), s.parked.load(Ordering::Relaxed))),
+            listeners.iter().map(|(n, s)| (l(n), s.parked.get())),
         )?;
         counter(
             &mut enc,
             "weir_listener_connections",
             "Downstream connections accepted.",
-            listeners
-                .iter()
-                .map(|(n, s)| (l(n), s.accepted.load(Ordering::Relaxed))),
+            listeners.iter().map(|(n, s)| (l(n), s.accepted.get())),
         )?;
         counter(
             &mut enc,
@@ -285,15 +279,13 @@ impl Collector for Scrape {
             "Completed TLS handshakes.",
             listeners
                 .iter()
-                .map(|(n, s)| (l(n), s.tls_handshakes.load(Ordering::Relaxed))),
+                .map(|(n, s)| (l(n), s.tls_handshakes.get())),
         )?;
         counter(
             &mut enc,
             "weir_tls_handshake_failures",
             "Failed or timed-out TLS handshakes.",
-            listeners
-                .iter()
-                .map(|(n, s)| (l(n), s.tls_failures.load(Ordering::Relaxed))),
+            listeners.iter().map(|(n, s)| (l(n), s.tls_failures.get())),
         )?;
 
         let global = &registry.global;

@@ -48,6 +48,9 @@ pub struct RawConfig {
     /// How long a graceful shutdown waits for in-flight requests (default `30s`).
     #[serde(default, with = "humantime_serde")]
     pub drain_timeout: Option<Duration>,
+    /// Worker threads serving connections; 0 or absent = one per CPU core
+    /// (nginx `worker_processes auto`). `--threads` overrides it.
+    pub workers: Option<Spanned<usize>>,
 }
 
 /// The admin listener (plain HTTP; keep it on loopback or a private network).

@@ -42,6 +42,8 @@ pub const DEFAULT_RETRIES: u32 = 1;
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Default cap of idle pooled connections per server.
 pub const DEFAULT_POOL_MAX_IDLE: usize = 128;
+/// Most worker threads accepted (`workers`).
+pub const MAX_WORKERS: usize = 1024;
 /// Largest server weight accepted.
 pub const MAX_WEIGHT: u32 = 1000;
 
@@ -66,6 +68,8 @@ pub struct Config {
     pub hash: u64,
     /// The sticky-cookie secret (`affinity:`); `None` = random per process.
     pub affinity: Option<AffinitySecret>,
+    /// Worker threads (`workers`); 0 = one per CPU core.
+    pub workers: usize,
 }
 
 /// A validated listener.
@@ -287,6 +291,19 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         errs.at(None, "routes", "at least one route is required");
     }
 
+    let workers = match &raw.workers {
+        Some(w) if w.value > MAX_WORKERS => {
+            errs.at(
+                Some(&w.referenced),
+                "workers",
+                format!("at most {MAX_WORKERS} workers"),
+            );
+            0
+        }
+        Some(w) => w.value,
+        None => 0,
+    };
+
     if !errs.list.is_empty() {
         return Err(ConfigErrors(errs.list));
     }
@@ -300,6 +317,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         admin,
         hash: 0,
         affinity: secret,
+        workers,
     })
 }
 

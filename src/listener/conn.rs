@@ -15,7 +15,6 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -30,7 +29,7 @@ use tokio::time::Instant;
 use super::activity::ConnActivity;
 use super::stopped;
 use crate::config::ListenerConfig;
-use crate::metrics::ListenerStats;
+use crate::metrics::{Gauge, ListenerStats};
 use crate::proxy::body::ProxyBody;
 
 /// The HTTP/2 connection preface a client sends first (RFC 9113 §3.4).
@@ -294,18 +293,18 @@ impl Serve<'_> {
 }
 
 /// Counts a connection in the parked gauge while it lives.
-struct ParkedGauge<'a>(&'a AtomicI64);
+struct ParkedGauge<'a>(&'a Gauge);
 
 impl<'a> ParkedGauge<'a> {
-    fn new(gauge: &'a AtomicI64) -> Self {
-        gauge.fetch_add(1, Ordering::Relaxed);
+    fn new(gauge: &'a Gauge) -> Self {
+        gauge.add(1);
         ParkedGauge(gauge)
     }
 }
 
 impl Drop for ParkedGauge<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.add(-1);
     }
 }
 

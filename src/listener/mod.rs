@@ -1,6 +1,7 @@
-//! Listeners: bind, accept loop, one task per connection, downstream limits
-//! (TLS handshake and request-header timeout, header size, keep-alive idle
-//! timeout), and draining on shutdown.
+//! Listeners: bind (one `SO_REUSEPORT` socket per worker), one accept loop
+//! per worker, one task per connection, downstream limits (TLS handshake and
+//! request-header timeout, header size, keep-alive idle timeout), and
+//! draining on shutdown.
 
 mod activity;
 mod conn;
@@ -10,11 +11,10 @@ pub use activity::{ConnActivity, RequestGuard};
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwapOption;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -27,15 +27,23 @@ use crate::config::ListenerConfig;
 use crate::metrics::ListenerStats;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::service::{self, Downstream};
-use crate::proxy::Snapshot;
+use crate::proxy::SharedSnapshot;
+use crate::runtime::Workers;
 
 /// Most concurrent HTTP/2 streams per client connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 
-/// A bound listener, ready to accept.
+/// Backlog of each listening socket (pending connections the kernel keeps
+/// before weir accepts them); tokio's and HAProxy's default.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// A bound listener, ready to accept: one socket per worker.
 pub struct Listener {
     config: ListenerConfig,
-    tcp: TcpListener,
+    local: SocketAddr,
+    /// One socket per worker, all bound to `local` with `SO_REUSEPORT`;
+    /// taken by the workers' accept loops when they start.
+    sockets: Mutex<Vec<std::net::TcpListener>>,
     /// Swapped whole when a reload brings new certificates.
     tls: ArcSwapOption<rustls::ServerConfig>,
     h1: http1::Builder,
@@ -47,19 +55,25 @@ impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listener")
             .field("name", &self.config.name)
-            .field("address", &self.tcp.local_addr().ok())
+            .field("address", &self.local)
             .field("tls", &self.tls.load().is_some())
             .finish()
     }
 }
 
 impl Listener {
-    /// Binds `config.address` and prepares TLS.
+    /// Binds `config.address` once per worker (`workers` sockets sharing
+    /// the address through `SO_REUSEPORT`; port 0 picks one free port for
+    /// all) and prepares TLS.
     ///
     /// # Errors
     /// When the address cannot be bound or the TLS config cannot be built.
-    pub async fn bind(config: &ListenerConfig, stats: Arc<ListenerStats>) -> io::Result<Self> {
-        let tcp = TcpListener::bind(config.address).await.map_err(|e| {
+    pub fn bind(
+        config: &ListenerConfig,
+        stats: Arc<ListenerStats>,
+        workers: usize,
+    ) -> io::Result<Self> {
+        let err = |e: io::Error| {
             io::Error::new(
                 e.kind(),
                 format!(
@@ -67,7 +81,13 @@ impl Listener {
                     config.name, config.address
                 ),
             )
-        })?;
+        };
+        let first = bind_reuseport(config.address).map_err(err)?;
+        let local = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..workers.max(1) {
+            sockets.push(bind_reuseport(local).map_err(err)?);
+        }
         let tls = ArcSwapOption::new(match &config.tls {
             Some(keys) => Some(tls::server_config(keys).map_err(io::Error::other)?),
             None => None,
@@ -89,7 +109,8 @@ impl Listener {
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
         Ok(Listener {
             config: config.clone(),
-            tcp,
+            local,
+            sockets: Mutex::new(sockets),
             tls,
             h1,
             h2,
@@ -118,28 +139,68 @@ impl Listener {
 
     /// The bound address (with the real port when 0 was asked).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.local_addr()
+        Ok(self.local)
     }
 
-    /// Accepts connections until `shutdown` turns true, serving each on its
-    /// own task tracked by `tracker`; connections drain on shutdown.
+    /// Starts one accept loop per worker, each on its own socket and on its
+    /// worker's runtime, tracked by `tracker`; see [`Self::run`].
+    pub fn start(
+        self: &Arc<Self>,
+        workers: &Workers,
+        snapshot: &Arc<SharedSnapshot>,
+        shutdown: &watch::Receiver<bool>,
+        tracker: &TaskTracker,
+    ) {
+        let mut sockets = self
+            .sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect::<Vec<_>>()
+            .into_iter();
+        for handle in workers.handles() {
+            let Some(socket) = sockets.next() else { break };
+            tracker.spawn_on(
+                Arc::clone(self).run(
+                    socket,
+                    Arc::clone(snapshot),
+                    shutdown.clone(),
+                    tracker.clone(),
+                ),
+                handle,
+            );
+        }
+    }
+
+    /// Accepts connections on `socket` until `shutdown` turns true, serving
+    /// each on its own task (on the current worker) tracked by `tracker`;
+    /// connections drain on shutdown.
     pub async fn run(
         self: Arc<Self>,
-        snapshot: Arc<ArcSwap<Snapshot>>,
+        socket: std::net::TcpListener,
+        snapshot: Arc<SharedSnapshot>,
         mut shutdown: watch::Receiver<bool>,
         tracker: TaskTracker,
     ) {
         let this = self;
+        let tcp = match TcpListener::from_std(socket) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(listener = %this.config.name, error = %e, "cannot register the listening socket");
+                return;
+            }
+        };
         let conn_shutdown = shutdown.clone();
         loop {
             tokio::select! {
-                accepted = this.tcp.accept() => match accepted {
+                accepted = tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let this = Arc::clone(&this);
                         let snapshot = Arc::clone(&snapshot);
                         let shutdown = conn_shutdown.clone();
+                        let conns = tracker.clone();
                         tracker.spawn(async move {
-                            this.serve_connection(stream, peer, snapshot, shutdown).await;
+                            this.serve_connection(stream, peer, snapshot, shutdown, conns).await;
                         });
                     }
                     Err(e) => {
@@ -158,12 +219,13 @@ impl Listener {
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        snapshot: Arc<ArcSwap<Snapshot>>,
+        snapshot: Arc<SharedSnapshot>,
         shutdown: watch::Receiver<bool>,
+        tracker: TaskTracker,
     ) {
         let _ = stream.set_nodelay(true);
-        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        self.stats.open.fetch_add(1, Ordering::Relaxed);
+        self.stats.accepted.inc();
+        self.stats.open.add(1);
         let _open = OpenGuard(&self.stats);
         let activity = Arc::new(ConnActivity::new());
         let io = activity::ActivityIo {
@@ -176,10 +238,10 @@ impl Listener {
             client: ClientInfo::new(peer.ip(), tls.is_some()),
             listener: self.config.name.clone(),
             activity: Arc::clone(&activity),
+            tracker,
         });
-        let svc = service_fn(move |req| {
-            service::handle(Arc::clone(&snapshot), Arc::clone(&downstream), req)
-        });
+        let svc =
+            service_fn(move |req| service::handle(snapshot.local(), Arc::clone(&downstream), req));
         let serve = conn::Serve {
             config: &self.config,
             stats: &self.stats,
@@ -215,7 +277,7 @@ impl Listener {
             Ok(Ok(_)) => &self.stats.tls_handshakes,
             _ => &self.stats.tls_failures,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
         match result {
             Ok(Ok(tls)) => {
                 let protocol = match tls.get_ref().1.alpn_protocol() {
@@ -240,8 +302,22 @@ struct OpenGuard<'a>(&'a ListenerStats);
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.add(-1);
     }
+}
+
+/// A non-blocking listening socket on `addr` with `SO_REUSEADDR` and
+/// `SO_REUSEPORT`, so that every worker can bind the same address.
+fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// Resolves when the shutdown flag turns true (or its sender is gone).

@@ -7,7 +7,11 @@ pub mod headers;
 pub mod service;
 pub mod upgrade;
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::config::Config;
 use crate::metrics::RouteStats;
@@ -50,5 +54,99 @@ impl Snapshot {
     /// The group named `name`.
     pub fn group(&self, name: &str) -> Option<&Arc<ServerGroup>> {
         self.groups.iter().find(|g| &*g.name == name)
+    }
+}
+
+/// The published snapshot: swapped whole by a reload, read by every worker.
+///
+/// Each worker keeps its own replica ([`LocalSnapshot`], one allocation per
+/// worker and config), so that a request clones an `Arc` whose reference
+/// count only its own worker writes; a reload bumps the generation, and each
+/// worker takes the new snapshot on its next request. A request costs one
+/// read of the (read-mostly) generation, no write on a shared cache line.
+#[derive(Debug)]
+pub struct SharedSnapshot {
+    current: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+    id: u64,
+}
+
+/// A worker's replica of the published [`Snapshot`] (derefs to it).
+#[derive(Debug)]
+pub struct LocalSnapshot(Arc<Snapshot>);
+
+impl std::ops::Deref for LocalSnapshot {
+    type Target = Snapshot;
+
+    fn deref(&self) -> &Snapshot {
+        &self.0
+    }
+}
+
+struct Replica {
+    id: u64,
+    generation: u64,
+    local: Arc<LocalSnapshot>,
+}
+
+thread_local! {
+    static REPLICAS: RefCell<Vec<Replica>> = const { RefCell::new(Vec::new()) };
+}
+
+impl SharedSnapshot {
+    /// Publishes `snapshot` as the first one.
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        SharedSnapshot {
+            current: ArcSwap::new(snapshot),
+            generation: AtomicU64::new(0),
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Publishes `snapshot`: requests that start from now on use it.
+    pub fn store(&self, snapshot: Arc<Snapshot>) {
+        self.current.store(snapshot);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current snapshot (for the control plane: admin, reload).
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// This thread's replica of the current snapshot.
+    #[inline]
+    pub fn local(&self) -> Arc<LocalSnapshot> {
+        let generation = self.generation.load(Ordering::Acquire);
+        REPLICAS.with(|r| {
+            let mut replicas = r.borrow_mut();
+            if let Some(e) = replicas.iter_mut().find(|e| e.id == self.id) {
+                if e.generation != generation {
+                    e.generation = generation;
+                    e.local = Arc::new(LocalSnapshot(self.current.load_full()));
+                }
+                return Arc::clone(&e.local);
+            }
+            let local = Arc::new(LocalSnapshot(self.current.load_full()));
+            replicas.push(Replica {
+                id: self.id,
+                generation,
+                local: Arc::clone(&local),
+            });
+            local
+        })
+    }
+}
+
+impl Drop for SharedSnapshot {
+    fn drop(&mut self) {
+        // The replica of this thread; other threads' replicas go with their
+        // (worker) threads.
+        let _ = REPLICAS.try_with(|r| {
+            if let Ok(mut r) = r.try_borrow_mut() {
+                r.retain(|e| e.id != self.id);
+            }
+        });
     }
 }

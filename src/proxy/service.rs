@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -14,7 +13,7 @@ use super::access_log::{self, AccessRecord};
 use super::body::{BodySlot, Pooled, ProxyBody, UpstreamBody};
 use super::headers::{self, ClientInfo};
 use super::upgrade;
-use super::Snapshot;
+use super::{LocalSnapshot, Snapshot};
 use crate::affinity::{self, Session};
 use crate::balancer::PickContext;
 use crate::error::ErrorKind;
@@ -37,17 +36,19 @@ pub struct Downstream {
     pub listener: Arc<str>,
     /// Activity of the connection (idle and header timeouts).
     pub activity: Arc<ConnActivity>,
+    /// Tracks the tasks that outlive a request (protocol-upgrade tunnels),
+    /// so that shutdown waits for them.
+    pub tracker: tokio_util::task::TaskTracker,
 }
 
 /// Serves one request. Never fails: every error becomes a response with the
 /// status of its [`ErrorKind`], a short plain-text body and a log line.
 pub async fn handle(
-    config: Arc<ArcSwap<Snapshot>>,
+    snapshot: Arc<LocalSnapshot>,
     conn: Arc<Downstream>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let request_guard = conn.activity.request_started(req.version());
-    let snapshot = config.load_full();
     let mut response = proxy(&snapshot, &conn, req).await;
     response.body_mut().set_request_guard(request_guard);
     Ok(response)
@@ -210,7 +211,7 @@ async fn proxy(
                 }
                 let (resp, guard) = match upgrade {
                     // The connection becomes the tunnel; it never returns to the pool.
-                    Some(u) => match u.complete(resp, guard, ProxyBody::empty) {
+                    Some(u) => match u.complete(resp, guard, &conn.tracker, ProxyBody::empty) {
                         Ok(switched) => return switched,
                         Err(back) => back,
                     },

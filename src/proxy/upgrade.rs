@@ -56,12 +56,14 @@ impl Requested {
         headers.insert(header::UPGRADE, self.protocol.clone());
     }
 
-    /// When the server switched protocols, spawns the tunnel and returns the
-    /// `101` for the client; otherwise gives the response back untouched.
+    /// When the server switched protocols, spawns the tunnel (tracked by
+    /// `tracker`, so a graceful shutdown waits for it) and returns the `101`
+    /// for the client; otherwise gives the response back untouched.
     pub fn complete<B, D>(
         self,
         mut upstream: Response<B>,
         guard: InFlightGuard,
+        tracker: &tokio_util::task::TaskTracker,
         make_body: impl FnOnce() -> D,
     ) -> Result<Response<D>, (Response<B>, InFlightGuard)> {
         if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -74,7 +76,7 @@ impl Requested {
             .unwrap_or(self.protocol);
         let upstream_io = hyper::upgrade::on(&mut upstream);
         let downstream_io = self.downstream;
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             let _guard = guard;
             match tokio::try_join!(downstream_io, upstream_io) {
                 Ok((down, up)) => {

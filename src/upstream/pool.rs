@@ -233,7 +233,7 @@ impl Checkout {
             return;
         }
         self.shared.mark_idle();
-        state.pool.put(
+        state.pool.local().put(
             Idle {
                 sender: self.sender,
                 address: self.address,

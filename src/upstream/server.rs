@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 use http::uri::Authority;
 use http::Uri;
 
+use crossbeam_utils::CachePadded;
+
 use crate::config::ServerConfig;
 use crate::health::PassiveState;
-use crate::metrics::ServerStats;
+use crate::metrics::{Counter, ServerStats};
+use crate::shard::Sharded;
 
 /// `ewma_bits` value meaning "no response-time sample yet" (a NaN).
 const NO_SAMPLE: u64 = u64::MAX;
@@ -29,10 +32,16 @@ pub fn monotonic_nanos() -> u64 {
 
 /// Live, shared counters of one server. Every field is an atomic: updated on
 /// the request path without locks.
+///
+/// Layout for many workers: the in-flight count (written by every worker,
+/// read by `least_connections` and P2C) has a cache line of its own; the
+/// request counter and the idle-connection pool are per worker
+/// ([`Sharded`]); health, drain, ejection and the EWMA are read on every
+/// pick but written rarely (the EWMA only by groups that use it).
 #[derive(Debug)]
 pub struct ServerState {
-    in_flight: AtomicU64,
-    requests: AtomicU64,
+    in_flight: CachePadded<AtomicU64>,
+    requests: Counter,
     healthy: AtomicBool,
     drained: AtomicBool,
     /// Response and error counters (exported on `/metrics`).
@@ -44,22 +53,24 @@ pub struct ServerState {
     ewma_bits: AtomicU64,
     /// [`monotonic_nanos`] of the last EWMA update.
     ewma_stamp: AtomicU64,
-    /// Idle keep-alive connections to this server.
-    pub pool: super::pool::ConnPool,
+    /// Idle keep-alive connections to this server, one list per worker (a
+    /// connection is driven by the worker that opened it and reused only
+    /// there, as HAProxy's per-thread idle lists).
+    pub pool: Sharded<super::pool::ConnPool>,
 }
 
 impl Default for ServerState {
     fn default() -> Self {
         ServerState {
-            in_flight: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
+            in_flight: CachePadded::new(AtomicU64::new(0)),
+            requests: Counter::default(),
             healthy: AtomicBool::new(true),
             drained: AtomicBool::new(false),
             stats: ServerStats::default(),
             passive: PassiveState::default(),
             ewma_bits: AtomicU64::new(NO_SAMPLE),
             ewma_stamp: AtomicU64::new(0),
-            pool: super::pool::ConnPool::default(),
+            pool: Sharded::default(),
         }
     }
 }
@@ -72,7 +83,7 @@ impl ServerState {
 
     /// Requests sent to this server since it was first configured.
     pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.requests.get()
     }
 
     /// False when active health checks marked the server down (passive
@@ -197,7 +208,7 @@ impl ServerState {
     /// returned guard is dropped (when the response body ends or is abandoned).
     pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.requests.inc();
         InFlightGuard {
             state: Arc::clone(self),
         }
