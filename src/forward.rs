@@ -21,6 +21,8 @@ use crate::upstream::{Server, ServerGroup};
 /// up here as an error (hyper-util's `retry_canceled_requests` does the same).
 ///
 /// # Errors
+/// With the request given back when it was never written (so a retry on
+/// another server needs no copy of it):
 /// [`ErrorKind::Connect`] (retryable: nothing reached the server) when the
 /// connection could not be made; [`ErrorKind::ResponseTimeout`] when the
 /// headers did not arrive in time; [`ErrorKind::UpstreamReset`] when the
@@ -28,22 +30,32 @@ use crate::upstream::{Server, ServerGroup};
 /// (the caller decides whether the request may be retried: see
 /// [`is_idempotent`]); [`ErrorKind::UpstreamProtocol`] when it answered with
 /// something that is not HTTP.
+// The request comes back by value in the error (instead of a copy kept
+// for a retry); failures are rare, so its size on that path costs nothing.
+#[allow(clippy::result_large_err)]
 pub async fn send(
     group: &ServerGroup,
     server: &Server,
     req: http::Request<UpstreamBody>,
-) -> Result<(http::Response<Incoming>, Checkout), ProxyError> {
-    match tokio::time::timeout(group.timeouts.response, attempt(group, server, req)).await {
+) -> Result<(http::Response<Incoming>, Checkout), Failed> {
+    // The request waits in a slot, so that a connect timeout (the whole
+    // attempt timed out before anything was written) can still give it back.
+    let mut slot = Some(req);
+    match tokio::time::timeout(group.timeouts.response, attempt(group, server, &mut slot)).await {
         Ok(result) => result,
-        Err(_) => Err(ProxyError::new(ErrorKind::ResponseTimeout)),
+        Err(_) => Err((ProxyError::new(ErrorKind::ResponseTimeout), slot)),
     }
 }
 
+/// A failed attempt: the error, and the request when it was never written.
+pub type Failed = (ProxyError, Option<http::Request<UpstreamBody>>);
+
+#[allow(clippy::result_large_err)]
 async fn attempt(
     group: &ServerGroup,
     server: &Server,
-    mut req: http::Request<UpstreamBody>,
-) -> Result<(http::Response<Incoming>, Checkout), ProxyError> {
+    slot: &mut Option<http::Request<UpstreamBody>>,
+) -> Result<(http::Response<Incoming>, Checkout), Failed> {
     let settings = &group.pool;
     loop {
         let mut conn = match server
@@ -53,25 +65,29 @@ async fn attempt(
             .take(&server.address, settings.idle_timeout)
         {
             Some(c) => c,
-            None => Checkout::connect(&server.address, server.resolved, settings)
-                .await
-                .map_err(|e| ProxyError::with_cause(ErrorKind::Connect, e).retryable(true))?,
+            None => match Checkout::connect(&server.address, server.resolved, settings).await {
+                Ok(c) => c,
+                Err(e) => return connect_failed(e.into(), slot),
+            },
         };
         if let Err(e) = conn.ready().await {
             if conn.reused {
                 continue;
             }
-            return Err(ProxyError::with_cause(ErrorKind::Connect, e).retryable(true));
+            return connect_failed(e.into(), slot);
         }
+        let Some(req) = slot.take() else {
+            return Err((ProxyError::new(ErrorKind::Internal), None));
+        };
         match conn.send(req).await {
             Ok(resp) => return Ok((resp, conn)),
             Err(mut e) => match e.take_message() {
                 // Not written: the connection closed first. Untouched, so
                 // another connection may take it.
-                Some(back) if conn.reused => req = back,
-                Some(_) => {
-                    let e = e.into_error();
-                    return Err(ProxyError::with_cause(ErrorKind::Connect, e).retryable(true));
+                Some(back) if conn.reused => *slot = Some(back),
+                Some(back) => {
+                    *slot = Some(back);
+                    return connect_failed(e.into_error().into(), slot);
                 }
                 None => {
                     let e = e.into_error();
@@ -80,11 +96,24 @@ async fn attempt(
                     } else {
                         ErrorKind::UpstreamProtocol
                     };
-                    return Err(ProxyError::with_cause(kind, e));
+                    return Err((ProxyError::with_cause(kind, e), None));
                 }
             },
         }
     }
+}
+
+/// A connect failure (retryable: nothing reached the server), giving the
+/// request back.
+#[allow(clippy::result_large_err)]
+fn connect_failed<T>(
+    cause: Box<dyn std::error::Error + Send + Sync>,
+    slot: &mut Option<http::Request<UpstreamBody>>,
+) -> Result<T, Failed> {
+    Err((
+        ProxyError::with_cause(ErrorKind::Connect, cause).retryable(true),
+        slot.take(),
+    ))
 }
 
 /// True when `e` says the connection was closed or reset before a complete

@@ -101,7 +101,23 @@ impl Proxy {
         for l in &self.config.listeners {
             bound.push(bind(l, &self.registry, count)?);
         }
-        let workers = Workers::start(count, Arc::new(|_| {}))?;
+        let access_log = proxy::access_log::AccessLog::start(&self.config.access_log)?;
+        let log = access_log.clone();
+        let workers = Workers::start(
+            count,
+            Arc::new(move |_| {
+                // Each worker buffers its access lines and hands them over
+                // at least every FLUSH_INTERVAL.
+                log.attach();
+                tokio::spawn(async {
+                    let mut tick = tokio::time::interval(proxy::access_log::FLUSH_INTERVAL);
+                    loop {
+                        tick.tick().await;
+                        proxy::access_log::AccessLog::flush_local();
+                    }
+                });
+            }),
+        )?;
         self.registry
             .global
             .workers
@@ -128,6 +144,7 @@ impl Proxy {
             probes: Mutex::new(watch::channel(false).0),
             workers: tokio::sync::Mutex::new(workers),
             workers_fixed: self.workers_override.is_some(),
+            access_log,
         });
         inner.restart_probes(&self.config, &inner.snapshot.load_full());
         {
@@ -202,6 +219,8 @@ struct Inner {
     /// True when the worker count came from the command line (a reload's
     /// `workers` is then not compared).
     workers_fixed: bool,
+    /// The access log's writer.
+    access_log: proxy::access_log::AccessLog,
 }
 
 impl Inner {
@@ -283,6 +302,12 @@ impl Running {
         &self.inner.registry
     }
 
+    /// The access log (its counters; [`proxy::access_log::AccessLog::reopen`]
+    /// on `SIGUSR1`).
+    pub fn access_log(&self) -> &proxy::access_log::AccessLog {
+        &self.inner.access_log
+    }
+
     /// Re-reads the config file this proxy was started with and applies it
     /// (SIGHUP, `POST /reload`). On any error the running config stays, the
     /// error is logged with file:line:col, and the failed reload is counted.
@@ -359,6 +384,7 @@ impl Running {
 
         let snapshot = Arc::new(Snapshot::build(&config, &inner.registry));
         inner.snapshot.store(Arc::clone(&snapshot));
+        inner.access_log.configure(&config.access_log);
         inner.restart_probes(&config, &snapshot);
 
         listeners.retain(|b| {

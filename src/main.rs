@@ -102,14 +102,16 @@ fn main() -> ExitCode {
     })
 }
 
-/// Waits for SIGTERM or SIGINT (Ctrl-C); reloads the config on each SIGHUP.
+/// Waits for SIGTERM or SIGINT (Ctrl-C); reloads the config on each SIGHUP;
+/// reopens the access log file on each SIGUSR1 (logrotate).
 async fn wait_for_stop(running: &weir::Running) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut hup)) = (
+        let (Ok(mut term), Ok(mut hup), Ok(mut usr1)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined1()),
         ) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
@@ -118,6 +120,10 @@ async fn wait_for_stop(running: &weir::Running) {
             tokio::select! {
                 _ = term.recv() => return,
                 _ = tokio::signal::ctrl_c() => return,
+                _ = usr1.recv() => {
+                    tracing::info!("SIGUSR1: reopening the access log");
+                    running.access_log().reopen();
+                }
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the config");
                     // Errors are logged (with file:line:col) and counted by reload itself.

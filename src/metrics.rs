@@ -203,6 +203,8 @@ pub struct ListenerStats {
     pub open: Gauge,
     /// Downstream connections accepted.
     pub accepted: Counter,
+    /// Requests received (every one, also those weir answers itself).
+    pub requests: Counter,
     /// Idle HTTP/1 keep-alive connections parked now: open, holding no
     /// hyper state or buffers until their next request (see `listener::conn`).
     pub parked: Gauge,
@@ -215,16 +217,9 @@ pub struct ListenerStats {
 /// Process-wide counters.
 #[derive(Debug, Default)]
 pub struct GlobalStats {
-    /// Requests served by each worker (shard `i` = worker `i`).
-    pub worker_requests: Counter,
-    /// Connections accepted by each worker.
-    pub worker_connections: Counter,
     /// The number of workers (for exporting the per-worker counters).
     pub workers: std::sync::atomic::AtomicUsize,
-    /// Access-log lines dropped because the writer fell behind.
-    pub access_log_dropped: AtomicU64,
-    /// Access-log lines written.
-    pub access_log_written: AtomicU64,
+
     /// Successful config reloads.
     pub reloads_ok: AtomicU64,
     /// Failed config reloads (the running config stayed).

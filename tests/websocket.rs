@@ -103,3 +103,40 @@ async fn upgrade_refused_by_the_server_is_a_plain_response() {
     assert_eq!(get(web, "/").await.status, 200);
     proxy.shutdown().await;
 }
+
+/// A graceful shutdown waits for an open WebSocket tunnel (it is tracked
+/// like a connection), and returns once the client closes it.
+#[tokio::test]
+async fn shutdown_waits_for_an_open_websocket() {
+    let upstream = echo_server().await;
+    let proxy = start_proxy(&format!(
+        "drain_timeout: 10s\nlisteners:\n  - name: web\n    address: 127.0.0.1:0\nroutes:\n  - group: ws\n\
+         groups:\n  ws:\n    servers:\n      - address: {upstream}\n        id: echo\n"
+    ))
+    .await;
+    let web = proxy.local_addr("web").unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{web}/chat"))
+        .await
+        .expect("upgrade through weir");
+    let shutdown = tokio::spawn(proxy.shutdown());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown returned while a WebSocket was open"
+    );
+    // The tunnel still carries frames while the proxy drains.
+    ws.send(Message::text("still here")).await.unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo while draining")
+        .unwrap()
+        .unwrap();
+    assert_eq!(echo, Message::text("still here"));
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let drained = tokio::time::timeout(Duration::from_secs(5), shutdown)
+        .await
+        .expect("shutdown ends once the WebSocket closed")
+        .unwrap();
+    assert!(drained, "drained within drain_timeout");
+}

@@ -275,6 +275,12 @@ impl Collector for Scrape {
         )?;
         counter(
             &mut enc,
+            "weir_listener_requests",
+            "Requests received (also those weir answered itself).",
+            listeners.iter().map(|(n, s)| (l(n), s.requests.get())),
+        )?;
+        counter(
+            &mut enc,
             "weir_tls_handshakes",
             "Completed TLS handshakes.",
             listeners
@@ -315,6 +321,39 @@ impl Collector for Scrape {
                 )],
                 1,
             )],
+        )?;
+        let workers = global.workers.load(Ordering::Relaxed);
+        let w = |i: usize| vec![("worker", i.to_string())];
+        counter(
+            &mut enc,
+            "weir_worker_requests",
+            "Requests served by each worker.",
+            (0..workers).map(|i| {
+                let n = listeners.iter().map(|(_, s)| s.requests.get_shard(i)).sum();
+                (w(i), n)
+            }),
+        )?;
+        counter(
+            &mut enc,
+            "weir_worker_connections",
+            "Downstream connections accepted by each worker.",
+            (0..workers).map(|i| {
+                let n = listeners.iter().map(|(_, s)| s.accepted.get_shard(i)).sum();
+                (w(i), n)
+            }),
+        )?;
+        let log = self.running.access_log();
+        counter(
+            &mut enc,
+            "weir_access_log_lines",
+            "Access-log lines written.",
+            [(vec![], log.written())],
+        )?;
+        counter(
+            &mut enc,
+            "weir_access_log_dropped",
+            "Access-log lines dropped because the writer fell behind (or the file could not be written).",
+            [(vec![], log.dropped())],
         )?;
         Ok(())
     }

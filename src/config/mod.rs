@@ -22,7 +22,8 @@ pub use serde_saphyr::Spanned;
 
 pub use jwt::{RawClaimValue, RawJwt, RawJwtKey};
 pub use validate::{
-    Algorithm, Config, GroupConfig, ListenerConfig, RouteConfig, ServerConfig, Timeouts,
+    AccessLogConfig, AccessLogFormat, Algorithm, Config, GroupConfig, ListenerConfig, RouteConfig,
+    ServerConfig, Timeouts,
 };
 
 /// The whole file.
@@ -51,6 +52,21 @@ pub struct RawConfig {
     /// Worker threads serving connections; 0 or absent = one per CPU core
     /// (nginx `worker_processes auto`). `--threads` overrides it.
     pub workers: Option<Spanned<usize>>,
+    /// The access log; absent = one text line per request on stderr.
+    pub access_log: Option<RawAccessLog>,
+}
+
+/// The `access_log` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    /// Write access lines (default true).
+    pub enabled: Option<bool>,
+    /// `text` (default) or `json`.
+    pub format: Option<Spanned<String>>,
+    /// File appended to (relative to the config file's directory); absent =
+    /// stderr. Reopened on `SIGUSR1`.
+    pub path: Option<PathBuf>,
 }
 
 /// The admin listener (plain HTTP; keep it on loopback or a private network).

@@ -70,6 +70,40 @@ pub struct Config {
     pub affinity: Option<AffinitySecret>,
     /// Worker threads (`workers`); 0 = one per CPU core.
     pub workers: usize,
+    /// The access log.
+    pub access_log: AccessLogConfig,
+}
+
+/// The format of access lines (`access_log.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessLogFormat {
+    /// `TIME client=… method=… path=… status=… …` (key=value, one line).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated `access_log` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    /// Whether lines are written.
+    pub enabled: bool,
+    /// Line format.
+    pub format: AccessLogFormat,
+    /// The file (appended to); `None` = stderr.
+    pub path: Option<PathBuf>,
+}
+
+impl Default for AccessLogConfig {
+    /// On, text, stderr, unless the log filter disables `weir::access`.
+    fn default() -> Self {
+        AccessLogConfig {
+            enabled: tracing::enabled!(target: "weir::access", tracing::Level::INFO),
+            format: AccessLogFormat::Text,
+            path: None,
+        }
+    }
 }
 
 /// A validated listener.
@@ -304,6 +338,8 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         None => 0,
     };
 
+    let access_log = access_log(raw.access_log.as_ref(), base, &mut errs);
+
     if !errs.list.is_empty() {
         return Err(ConfigErrors(errs.list));
     }
@@ -318,7 +354,33 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         hash: 0,
         affinity: secret,
         workers,
+        access_log,
     })
+}
+
+fn access_log(
+    raw: Option<&super::RawAccessLog>,
+    base: &Path,
+    errs: &mut Errors,
+) -> AccessLogConfig {
+    let mut config = AccessLogConfig::default();
+    let Some(raw) = raw else {
+        return config;
+    };
+    config.enabled = raw.enabled.unwrap_or(true);
+    if let Some(f) = &raw.format {
+        match f.value.as_str() {
+            "text" => config.format = AccessLogFormat::Text,
+            "json" => config.format = AccessLogFormat::Json,
+            other => errs.at(
+                Some(&f.referenced),
+                "access_log.format",
+                format!("unknown format {other:?}: text or json"),
+            ),
+        }
+    }
+    config.path = raw.path.as_ref().map(|p| base.join(p));
+    config
 }
 
 fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option<ListenerConfig> {

@@ -238,6 +238,7 @@ impl Listener {
             client: ClientInfo::new(peer.ip(), tls.is_some()),
             listener: self.config.name.clone(),
             activity: Arc::clone(&activity),
+            stats: Arc::clone(&self.stats),
             tracker,
         });
         let svc =

@@ -36,6 +36,8 @@ pub struct Downstream {
     pub listener: Arc<str>,
     /// Activity of the connection (idle and header timeouts).
     pub activity: Arc<ConnActivity>,
+    /// Counters of the listener.
+    pub stats: Arc<crate::metrics::ListenerStats>,
     /// Tracks the tasks that outlive a request (protocol-upgrade tunnels),
     /// so that shutdown waits for them.
     pub tracker: tokio_util::task::TaskTracker,
@@ -49,6 +51,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let request_guard = conn.activity.request_started(req.version());
+    conn.stats.requests.inc();
     let mut response = proxy(&snapshot, &conn, req).await;
     response.body_mut().set_request_guard(request_guard);
     Ok(response)
@@ -61,18 +64,12 @@ async fn proxy(
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let mut record = access_log::enabled().then(|| {
-        Box::new(AccessRecord {
+        Box::new(AccessRecord::new(
             start,
-            client: conn.peer,
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            status: 0,
-            route: None,
-            group: None,
-            server: None,
-            bytes: 0,
-            aborted: false,
-        })
+            conn.peer,
+            req.method().clone(),
+            req.uri().clone(),
+        ))
     });
 
     if req.method() == Method::CONNECT {
@@ -118,7 +115,6 @@ async fn proxy(
 
     let upgrade = upgrade::requested(&mut req);
     let (mut parts, body) = req.into_parts();
-    let ctx_uri = parts.uri.clone();
     let slot = (!http_body::Body::is_end_stream(&body)).then(|| BodySlot::new(body));
     headers::rewrite_request(
         &mut parts.headers,
@@ -138,11 +134,16 @@ async fn proxy(
         (group.sticky.as_ref()).map(|s| s.session(&mut parts.headers, affinity::unix_now()));
 
     let mut excluded = Excluded::default();
-    // A retry needs another server: a one-server group never retries, and
-    // never pays for keeping a copy of the headers.
+    // A retry needs another server: a one-server group never retries.
     let mut attempts_left = group
         .retries
         .min(u32::try_from(group.servers.len().saturating_sub(1)).unwrap_or(u32::MAX));
+    // A request that was never written (connect failure) comes back from
+    // `forward::send` and is re-sent as it is. Only a request that may be
+    // re-sent after it was written (an idempotent one without a body, when
+    // the server closes without answering) needs a copy of its headers
+    // while another attempt may follow.
+    let resend_after_write = slot.is_none() && forward::is_idempotent(&parts.method);
     // The status of the last failed attempt: when the retries run out of
     // servers, the client gets that (502), not "no server" (503).
     let mut last_failure: Option<StatusCode> = None;
@@ -150,7 +151,7 @@ async fn proxy(
     loop {
         let ctx = PickContext {
             client_ip: conn.peer.ip(),
-            uri: &ctx_uri,
+            uri: &parts.uri,
             headers: &prepared,
         };
         let pinned = session.as_ref().and_then(Session::pinned);
@@ -167,8 +168,7 @@ async fn proxy(
             return error_response(ErrorKind::NoServer.status(), record);
         };
         let server = &group.servers[index];
-        // Keep a copy only while another attempt may need it.
-        let mut headers = if attempts_left > 0 {
+        let mut headers = if attempts_left > 0 && resend_after_write {
             prepared.clone()
         } else {
             std::mem::take(&mut prepared)
@@ -179,7 +179,7 @@ async fn proxy(
                 headers.insert(header::HOST, v);
             }
         }
-        let uri = server.uri(ctx_uri.path_and_query());
+        let uri = server.uri(parts.uri.path_and_query());
         let mut upstream_req =
             Request::new(slot.as_ref().map_or(UpstreamBody::Empty, BodySlot::body));
         *upstream_req.method_mut() = parts.method.clone();
@@ -194,7 +194,7 @@ async fn proxy(
             // Time to response headers feeds the peak EWMA; a timeout is a
             // lower bound of it and counts too (so a hanging server looks slow).
             Ok(_) => group.record_response_time(index, sent.elapsed()),
-            Err(e) if e.kind == ErrorKind::ResponseTimeout => {
+            Err((e, _)) if e.kind == ErrorKind::ResponseTimeout => {
                 group.record_response_time(index, sent.elapsed())
             }
             Err(_) => {}
@@ -233,8 +233,14 @@ async fn proxy(
                     ProxyBody::upstream(rbody, guard, pooled, record),
                 );
             }
-            Err(err) => {
+            Err((err, unsent)) => {
                 drop(guard);
+                if let Some(req) = unsent {
+                    // Never written: its headers serve the next attempt.
+                    if prepared.is_empty() {
+                        prepared = req.into_parts().0.headers;
+                    }
+                }
                 let stats = &server.state.stats;
                 metrics::inc(match err.kind {
                     ErrorKind::Connect => &stats.connect_errors,

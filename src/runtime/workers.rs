@@ -82,6 +82,7 @@ impl Workers {
                     // Dropping the runtime cancels what is left (connections
                     // still open past the drain timeout).
                     runtime.shutdown_timeout(Duration::from_millis(100));
+                    crate::proxy::access_log::AccessLog::flush_local();
                 })?;
             let handle = ready_rx
                 .recv()

@@ -30,6 +30,41 @@ pub fn monotonic_nanos() -> u64 {
     epoch.elapsed().as_nanos() as u64
 }
 
+/// One worker's peak-EWMA estimate of a server.
+#[derive(Debug)]
+struct Ewma {
+    /// In nanoseconds, as `f64` bits; [`NO_SAMPLE`] before the first sample.
+    bits: AtomicU64,
+    /// [`monotonic_nanos`] of the last update.
+    stamp: AtomicU64,
+}
+
+impl Default for Ewma {
+    fn default() -> Self {
+        Ewma {
+            bits: AtomicU64::new(NO_SAMPLE),
+            stamp: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Ewma {
+    fn at(&self, now_ns: u64, decay_ns: f64) -> Option<f64> {
+        let bits = self.bits.load(Ordering::Relaxed);
+        if bits == NO_SAMPLE {
+            return None;
+        }
+        let stamp = self.stamp.load(Ordering::Relaxed);
+        let elapsed = now_ns.saturating_sub(stamp) as f64;
+        let v = f64::from_bits(bits);
+        if decay_ns > 0.0 {
+            Some(v * (-elapsed / decay_ns).exp())
+        } else {
+            Some(v)
+        }
+    }
+}
+
 /// Live, shared counters of one server. Every field is an atomic: updated on
 /// the request path without locks.
 ///
@@ -48,11 +83,10 @@ pub struct ServerState {
     pub stats: ServerStats,
     /// Passive-health counters and ejection deadline (see `health::passive`).
     pub passive: PassiveState,
-    /// Peak-EWMA of the time to response headers, in nanoseconds, as `f64`
-    /// bits; [`NO_SAMPLE`] before the first sample.
-    ewma_bits: AtomicU64,
-    /// [`monotonic_nanos`] of the last EWMA update.
-    ewma_stamp: AtomicU64,
+    /// Peak-EWMA of the time to response headers, one estimate per worker
+    /// (each worker measures the responses it got, as each linkerd or
+    /// Finagle client does): no cache line written by two cores.
+    ewma: Sharded<Ewma>,
     /// Idle keep-alive connections to this server, one list per worker (a
     /// connection is driven by the worker that opened it and reused only
     /// there, as HAProxy's per-thread idle lists).
@@ -68,8 +102,7 @@ impl Default for ServerState {
             drained: AtomicBool::new(false),
             stats: ServerStats::default(),
             passive: PassiveState::default(),
-            ewma_bits: AtomicU64::new(NO_SAMPLE),
-            ewma_stamp: AtomicU64::new(0),
+            ewma: Sharded::default(),
             pool: Sharded::default(),
         }
     }
@@ -130,14 +163,15 @@ impl ServerState {
     /// a second atomic, so two racing updates may use a slightly stale `Δt`;
     /// the estimate stays within the range of the samples.
     pub fn observe_at(&self, rtt_ns: f64, now_ns: u64, decay_ns: f64) {
-        let stamp = self.ewma_stamp.load(Ordering::Relaxed);
+        let ewma = self.ewma.local();
+        let stamp = ewma.stamp.load(Ordering::Relaxed);
         let elapsed = now_ns.saturating_sub(stamp) as f64;
         let w = if decay_ns > 0.0 {
             (-elapsed / decay_ns).exp()
         } else {
             0.0
         };
-        let mut current = self.ewma_bits.load(Ordering::Relaxed);
+        let mut current = ewma.bits.load(Ordering::Relaxed);
         loop {
             let old = f64::from_bits(current);
             let new = if current == NO_SAMPLE || rtt_ns > old {
@@ -145,7 +179,7 @@ impl ServerState {
             } else {
                 old * w + rtt_ns * (1.0 - w)
             };
-            match self.ewma_bits.compare_exchange_weak(
+            match ewma.bits.compare_exchange_weak(
                 current,
                 new.to_bits(),
                 Ordering::Relaxed,
@@ -155,7 +189,7 @@ impl ServerState {
                 Err(seen) => current = seen,
             }
         }
-        self.ewma_stamp.fetch_max(now_ns, Ordering::Relaxed);
+        ewma.stamp.fetch_max(now_ns, Ordering::Relaxed);
     }
 
     /// The peak-EWMA response time at `now_ns` in nanoseconds, or `None`
@@ -167,18 +201,7 @@ impl ServerState {
     /// `estimate × exp(-(now - last update) / decay)`.
     #[inline]
     pub fn ewma_at(&self, now_ns: u64, decay_ns: f64) -> Option<f64> {
-        let bits = self.ewma_bits.load(Ordering::Relaxed);
-        if bits == NO_SAMPLE {
-            return None;
-        }
-        let stamp = self.ewma_stamp.load(Ordering::Relaxed);
-        let elapsed = now_ns.saturating_sub(stamp) as f64;
-        let v = f64::from_bits(bits);
-        if decay_ns > 0.0 {
-            Some(v * (-elapsed / decay_ns).exp())
-        } else {
-            Some(v)
-        }
+        self.ewma.local().at(now_ns, decay_ns)
     }
 
     /// The stored peak EWMA in nanoseconds and the [`monotonic_nanos`] time
@@ -187,21 +210,26 @@ impl ServerState {
     /// (the decay factor `exp(-now / decay)` is common to both).
     #[inline]
     pub fn ewma_raw(&self) -> Option<(f64, u64)> {
-        let bits = self.ewma_bits.load(Ordering::Relaxed);
+        let ewma = self.ewma.local();
+        let bits = ewma.bits.load(Ordering::Relaxed);
         if bits == NO_SAMPLE {
             return None;
         }
-        Some((
-            f64::from_bits(bits),
-            self.ewma_stamp.load(Ordering::Relaxed),
-        ))
+        Some((f64::from_bits(bits), ewma.stamp.load(Ordering::Relaxed)))
     }
 
     /// The peak-EWMA time to response headers now (for metrics), with time
-    /// constant `decay`; `None` before the first sample.
+    /// constant `decay`: the mean of the workers' estimates; `None` before
+    /// the first sample.
     pub fn response_time_ewma(&self, decay: Duration) -> Option<Duration> {
-        self.ewma_at(monotonic_nanos(), decay.as_nanos() as f64)
-            .map(|ns| Duration::from_nanos(ns.max(0.0) as u64))
+        let now = monotonic_nanos();
+        let decay = decay.as_nanos() as f64;
+        let (sum, n) = self
+            .ewma
+            .iter()
+            .filter_map(|e| e.at(now, decay))
+            .fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+        (n > 0).then(|| Duration::from_nanos((sum / f64::from(n)).max(0.0) as u64))
     }
 
     /// Counts a request to this server; the in-flight count drops when the
