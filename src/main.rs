@@ -47,7 +47,9 @@ enum LogFormat {
 
 fn init_logging(cli: &Cli) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -56,6 +58,11 @@ fn init_logging(cli: &Cli) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before the config is read: the default access log follows the log
+    // filter (`--log warn` turns it off).
+    if !cli.check {
+        init_logging(&cli);
+    }
     let config = match weir::config::load_file(&cli.config) {
         Ok(c) => c,
         Err(errors) => {
@@ -67,7 +74,6 @@ fn main() -> ExitCode {
         println!("{}: ok", cli.config.display());
         return ExitCode::SUCCESS;
     }
-    init_logging(&cli);
     // The control runtime: signals, the admin API, health probes, reloads.
     // Connections are served by the workers (one current-thread runtime per
     // core, each with its own sockets; see weir::runtime::workers).

@@ -14,21 +14,20 @@ use crate::listener::RequestGuard;
 use crate::upstream::pool::Checkout;
 use crate::upstream::{InFlightGuard, ServerState};
 
-/// The upstream connection a response came on, and the pool it goes back to
-/// once the response body has been read to its end.
+/// The upstream connection a response came on; it goes back to the pool of
+/// the server the response's in-flight guard counts on once the response
+/// body has been read to its end.
 #[derive(Debug)]
 pub struct Pooled {
     /// The connection.
     pub conn: Checkout,
-    /// The server whose pool takes it back.
-    pub state: Arc<ServerState>,
     /// The group's `pool.max_idle_per_server`.
     pub max_idle: usize,
 }
 
 impl Pooled {
-    fn checkin(self) {
-        self.conn.checkin(&self.state, self.max_idle);
+    fn checkin(self, state: &ServerState) {
+        self.conn.checkin(state, self.max_idle);
     }
 }
 
@@ -170,8 +169,8 @@ impl ProxyBody {
     }
 
     fn checkin(&mut self) {
-        if let Some(p) = self.pooled.take() {
-            p.checkin();
+        if let (Some(p), Some(guard)) = (self.pooled.take(), &self.guard) {
+            p.checkin(guard.state());
         }
     }
 

@@ -225,7 +225,6 @@ async fn proxy(
                 rparts.version = Version::HTTP_11;
                 let pooled = Pooled {
                     conn: upstream_conn,
-                    state: Arc::clone(&server.state),
                     max_idle: group.pool.max_idle,
                 };
                 return Response::from_parts(

@@ -249,6 +249,13 @@ pub struct InFlightGuard {
     state: Arc<ServerState>,
 }
 
+impl InFlightGuard {
+    /// The server this request is counted on.
+    pub fn state(&self) -> &ServerState {
+        &self.state
+    }
+}
+
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
