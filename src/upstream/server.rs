@@ -46,6 +46,9 @@ pub struct ServerState {
     ewma_stamp: AtomicU64,
     /// Idle keep-alive connections to this server.
     pub pool: super::pool::ConnPool,
+    /// The `least_connections` indexes this server is in (none for other
+    /// algorithms), told of every in-flight, health or drain change.
+    pub(crate) indexes: crate::balancer::load_index::IndexLinks,
 }
 
 impl Default for ServerState {
@@ -60,6 +63,7 @@ impl Default for ServerState {
             ewma_bits: AtomicU64::new(NO_SAMPLE),
             ewma_stamp: AtomicU64::new(0),
             pool: super::pool::ConnPool::default(),
+            indexes: Default::default(),
         }
     }
 }
@@ -83,7 +87,11 @@ impl ServerState {
 
     /// Marks the server up or down; returns the previous value.
     pub fn set_healthy(&self, healthy: bool) -> bool {
-        self.healthy.swap(healthy, Ordering::Relaxed)
+        let was = self.healthy.swap(healthy, Ordering::SeqCst);
+        if was != healthy {
+            self.indexes.changed(self);
+        }
+        was
     }
 
     /// True when an operator drained the server by hand (admin API): it gets
@@ -94,7 +102,21 @@ impl ServerState {
 
     /// Drains (`true`) or re-enables (`false`) the server; returns the previous value.
     pub fn set_drained(&self, drained: bool) -> bool {
-        self.drained.swap(drained, Ordering::Relaxed)
+        let was = self.drained.swap(drained, Ordering::SeqCst);
+        if was != drained {
+            self.indexes.changed(self);
+        }
+        was
+    }
+
+    /// `(in-flight, healthy and not drained)`, read in the `SeqCst` order
+    /// that the least-connections index's update protocol relies on (the
+    /// writes of these fields are `SeqCst` too; on x86 this costs nothing).
+    pub(crate) fn balancing_inputs(&self) -> (u64, bool) {
+        (
+            self.in_flight.load(Ordering::SeqCst),
+            self.healthy.load(Ordering::SeqCst) && !self.drained.load(Ordering::SeqCst),
+        )
     }
 
     /// Records one response time (request sent → response headers received)
@@ -196,7 +218,8 @@ impl ServerState {
     /// Counts a request to this server; the in-flight count drops when the
     /// returned guard is dropped (when the response body ends or is abandoned).
     pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.indexes.changed(self);
         self.requests.fetch_add(1, Ordering::Relaxed);
         InFlightGuard {
             state: Arc::clone(self),
@@ -212,7 +235,8 @@ pub struct InFlightGuard {
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.state.indexes.changed(&self.state);
     }
 }
 
