@@ -3,9 +3,15 @@
 //! `cargo bench --bench balancer -- --warm-up-time 1 --measurement-time 2`
 //!
 //! Servers have weights 1, 2, 3 in turn; every server has 1 to 4 requests in
-//! flight (so `least_connections` cannot stop early at an idle server: its
-//! worst case, a full scan) and a response-time sample. The client address
-//! and the `hash` key change on every pick.
+//! flight (so `least_connections` has no idle server to settle on) and a
+//! response-time sample. The client address and the `hash` key change on
+//! every pick.
+//!
+//! `least_connections` gets three more cases: `idle` (no request in flight),
+//! `one_idle` (loaded as above but for one idle server two thirds along, so
+//! every pick climbs and descends the tree to it) and `request/…`: a pick
+//! followed by the start and the end of the request, i.e. two updates of the
+//! index, next to the same for `round_robin`, whose servers are in no index.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -51,6 +57,47 @@ fn group(algorithm: Algorithm, n: usize) -> GroupConfig {
     }
 }
 
+/// Requests in flight per server of a bench group.
+#[derive(Clone, Copy)]
+enum Load {
+    /// 1 to 4 per server.
+    Busy,
+    /// None.
+    Idle,
+    /// As `Busy`, but for one idle server at two thirds of the group.
+    OneIdle,
+}
+
+/// The servers of `config` with `load` in flight (the guards keep it) and a
+/// response-time sample each.
+fn servers(config: &GroupConfig, load: Load) -> (Vec<Server>, Vec<InFlightGuard>) {
+    let servers: Vec<Server> = config
+        .servers
+        .iter()
+        .map(|s| Server::new(s, Arc::new(ServerState::default())))
+        .collect();
+    let n = servers.len();
+    let guards = servers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            s.state.record_response_time(
+                Duration::from_micros(500 + (i as u64 % 7) * 100),
+                config.ewma_decay,
+            );
+            let count = match load {
+                Load::Idle => 0,
+                Load::OneIdle if i == n * 2 / 3 => 0,
+                Load::Busy | Load::OneIdle => 1 + i % 4,
+            };
+            (0..count)
+                .map(|_| s.state.start_request())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (servers, guards)
+}
+
 fn bench(c: &mut Criterion) {
     let uri = Uri::from_static("/bench?user=1");
     let keyed: Vec<HeaderMap> = (0..1024)
@@ -63,28 +110,25 @@ fn bench(c: &mut Criterion) {
             h
         })
         .collect();
-    for (name, algorithm) in Algorithm::ALL {
+    let mut cases: Vec<(String, Algorithm, Load)> = Algorithm::ALL
+        .iter()
+        .map(|&(name, algorithm)| (name.to_string(), algorithm, Load::Busy))
+        .collect();
+    cases.push((
+        "least_connections_idle".into(),
+        Algorithm::LeastConnections,
+        Load::Idle,
+    ));
+    cases.push((
+        "least_connections_one_idle".into(),
+        Algorithm::LeastConnections,
+        Load::OneIdle,
+    ));
+    for (name, algorithm, load) in cases {
         let mut g = c.benchmark_group(format!("pick/{name}"));
         for n in SIZES {
             let config = group(algorithm, n);
-            let servers: Vec<Server> = config
-                .servers
-                .iter()
-                .map(|s| Server::new(s, Arc::new(ServerState::default())))
-                .collect();
-            let _load: Vec<InFlightGuard> = servers
-                .iter()
-                .enumerate()
-                .flat_map(|(i, s)| {
-                    s.state.record_response_time(
-                        Duration::from_micros(500 + (i as u64 % 7) * 100),
-                        config.ewma_decay,
-                    );
-                    (0..=i % 4)
-                        .map(|_| s.state.start_request())
-                        .collect::<Vec<_>>()
-                })
-                .collect();
+            let (servers, _load) = servers(&config, load);
             let balancer = balancer::build(&config, &servers);
             let usable = |_: usize| true;
             let mut k: u32 = 0;
@@ -97,6 +141,30 @@ fn bench(c: &mut Criterion) {
                         headers: &keyed[k as usize & 1023],
                     };
                     black_box(balancer.pick(&servers, black_box(&ctx), &usable))
+                })
+            });
+        }
+        g.finish();
+    }
+    // A whole request's balancing work: pick, start (in-flight up) and end
+    // (in-flight down). For least_connections both changes update the index.
+    let ctx = PickContext {
+        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        uri: &uri,
+        headers: &keyed[0],
+    };
+    for algorithm in [Algorithm::RoundRobin, Algorithm::LeastConnections] {
+        let mut g = c.benchmark_group(format!("request/{}", algorithm.name()));
+        for n in SIZES {
+            let config = group(algorithm, n);
+            let (servers, _load) = servers(&config, Load::Busy);
+            let balancer = balancer::build(&config, &servers);
+            let usable = |_: usize| true;
+            g.bench_function(BenchmarkId::from_parameter(n), |b| {
+                b.iter(|| {
+                    let i = balancer.pick(&servers, &ctx, &usable).unwrap();
+                    let guard = servers[i].state.start_request();
+                    drop(black_box(guard));
                 })
             });
         }

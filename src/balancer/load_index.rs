@@ -1,0 +1,590 @@
+//! The index behind `least_connections`: a tournament tree (a tree of
+//! minimums) over the servers' `in_flight / weight`, kept in atomics and
+//! updated by the in-flight changes themselves, so that a pick reads
+//! O(log n) nodes instead of every server.
+//!
+//! HAProxy keeps its `leastconn` servers in an ebtree keyed by load
+//! (`lb_fwlc.c`) under the server lock; here the tree is an 8-ary tree of
+//! `AtomicU64` keys, each node's eight children on one cache line, updated
+//! without a lock:
+//!
+//! - **Leaf** `i` holds server `i`'s load `in_flight × 2^20 / weight` (fixed
+//!   point; `2^20 > 1000²`, so two different ratios of weights ≤ 1000 never
+//!   round to the same key or to the wrong order), or [`UNAVAILABLE`] when
+//!   the server is down, drained or parked (see below). An **inner node**
+//!   holds the least key of its eight children; the least key of all is the
+//!   minimum of the top line. 4,096 servers make 4 levels (4,096, 512, 64, 8).
+//! - **Updates.** Each server's [`ServerState`] knows the indexes it is in
+//!   ([`IndexLinks`]); a change of its in-flight count, health or drain
+//!   re-settles its leaf and walks up while the minimum changes: at most one
+//!   compare-and-swap per level, and the walk stops at the first level whose
+//!   minimum does not change. A state in no index pays one load of a flag.
+//! - **Races self-heal.** A node is settled by: read it, read the inputs
+//!   (children, or the server's counters for a leaf), compare-and-swap in
+//!   their minimum, read the inputs again and retry if they moved. A writer
+//!   that loses a compare-and-swap stops: the winner re-reads the inputs
+//!   after its swap (all in `SeqCst`), so it sees the loser's change and
+//!   carries it up. When the inputs are already reflected, the walk stops
+//!   early. Once updates stop, every node equals the minimum of its
+//!   children and every leaf its server's true load (the concurrency test
+//!   checks this). A node that keeps moving under its writer for `RETRIES`
+//!   rounds marks the index dirty, and the next pick rebuilds it in O(n).
+//! - **Picks** keep nginx's tie-break: from the next position `s` of the
+//!   smooth weighted rotation, the first server at or after `s` (wrapping)
+//!   whose key is the least: along the rest of `s`'s line, up a level at
+//!   each line's end, then down to the first qualifying leaf. A candidate the
+//!   `usable` predicate refuses (passive ejection or retry exclusion, which
+//!   the index does not see) is masked and the minimum recomputed without it
+//!   (O(log n) per masked leaf); after a few, the pick falls back to the
+//!   scan.
+//! - **Parking.** An ejected server found by a pick is *parked* (its leaf set
+//!   to [`UNAVAILABLE`]) so that later picks do not meet it first on every
+//!   request; ejection ends by time, with no event, so parked servers are
+//!   released every [`PARK_RECHECK_MS`] (on the ejection clock) and parked
+//!   again by the next pick that meets one still ejected.
+
+use std::fmt;
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicUsize,
+    Ordering::{Relaxed, SeqCst},
+};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+
+use crate::upstream::{Server, ServerState};
+
+/// Children per inner node: one cache line of `AtomicU64`.
+const FANOUT: usize = 8;
+/// The most servers an index holds; a larger group is scanned.
+pub(crate) const MAX_SERVERS: usize = 1 << 24;
+/// Levels of a tree of [`MAX_SERVERS`] leaves: 8^8 = 2^24.
+const MAX_LEVELS: usize = 9;
+/// Fixed-point bits of a load: `key = in_flight × 2^SCALE_BITS / weight`.
+const SCALE_BITS: u32 = 20;
+/// In-flight counts from here up compare equal (keeps a key below 2^60).
+const LOAD_CAP: u64 = 1 << 40;
+/// The key of a server that may not be picked (down, drained or parked)
+/// and of the padding slots past the last server.
+pub(crate) const UNAVAILABLE: u64 = u64::MAX;
+/// Rounds of read–swap–recheck on one node before it is left to a rebuild.
+const RETRIES: usize = 8;
+/// How often parked (ejected) servers are released to be checked again, in
+/// milliseconds of the ejection clock ([`crate::health::now_ms`]).
+pub(crate) const PARK_RECHECK_MS: u64 = 10;
+
+/// What settling one node did.
+enum Step {
+    /// The node was written: its parent must be settled too.
+    Changed,
+    /// The node already held its inputs' value.
+    Unchanged,
+    /// Another writer changed the node first; it re-reads the inputs and
+    /// carries on upward.
+    Lost,
+}
+
+/// Eight nodes on one cache line: the children of one inner node.
+#[repr(align(64))]
+struct Line([AtomicU64; FANOUT]);
+
+impl Line {
+    fn new() -> Self {
+        Line(std::array::from_fn(|_| AtomicU64::new(UNAVAILABLE)))
+    }
+
+    fn min(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|a| a.load(SeqCst))
+            .fold(UNAVAILABLE, u64::min)
+    }
+}
+
+/// A least-connections tournament tree over one group snapshot's servers.
+pub(crate) struct LoadIndex {
+    n: usize,
+    /// Every level's lines, level after level. Level 0 holds the leaves
+    /// (server `i` at slot `i`); slot `j` of level `k + 1` is the minimum of
+    /// line `j` of level `k`. The last level is one line; the least key is
+    /// its minimum.
+    lines: Box<[Line]>,
+    /// Number of levels.
+    levels: usize,
+    /// First line of each level in `lines`.
+    first: [usize; MAX_LEVELS],
+    /// Slots in use per level.
+    lens: [usize; MAX_LEVELS],
+    /// Server weights (≥ 1).
+    weights: Box<[u32]>,
+    /// Bit set of parked servers.
+    parked: Box<[AtomicU64]>,
+    /// At least the number of bits set in `parked`.
+    parked_count: AtomicUsize,
+    /// Ejection-clock time at which parked servers are released.
+    recheck_at: AtomicU64,
+    /// Some node may be stale: the next pick rebuilds.
+    dirty: AtomicBool,
+}
+
+impl fmt::Debug for LoadIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadIndex")
+            .field("servers", &self.n)
+            .field("least_key", &self.least())
+            .field("parked", &self.parked_count.load(Relaxed))
+            .finish()
+    }
+}
+
+impl LoadIndex {
+    /// The index of `servers` (1 to [`MAX_SERVERS`]), filled from their
+    /// current state. Not attached to the servers yet (see [`IndexLinks`]).
+    pub(crate) fn new(servers: &[Server]) -> Self {
+        let n = servers.len();
+        assert!(
+            n > 0 && n <= MAX_SERVERS,
+            "an index holds 1 to 2^24 servers"
+        );
+        let (mut lens, mut first) = ([0; MAX_LEVELS], [0; MAX_LEVELS]);
+        let (mut levels, mut len, mut total) = (0, n, 0);
+        loop {
+            lens[levels] = len;
+            first[levels] = total;
+            total += len.div_ceil(FANOUT);
+            levels += 1;
+            if len <= FANOUT {
+                break;
+            }
+            len = len.div_ceil(FANOUT);
+        }
+        let index = LoadIndex {
+            n,
+            lines: (0..total).map(|_| Line::new()).collect(),
+            levels,
+            first,
+            lens,
+            weights: servers.iter().map(|s| s.weight.max(1)).collect(),
+            parked: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            parked_count: AtomicUsize::new(0),
+            recheck_at: AtomicU64::new(0),
+            dirty: AtomicBool::new(false),
+        };
+        for (i, s) in servers.iter().enumerate() {
+            index
+                .slot(0, i)
+                .store(index.leaf_value(i, &s.state), Relaxed);
+        }
+        for k in 1..index.levels {
+            for j in 0..index.lens[k] {
+                index.slot(k, j).store(index.line(k - 1, j).min(), Relaxed);
+            }
+        }
+        index
+    }
+
+    /// Number of servers.
+    pub(crate) fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Line `l` of level `k`.
+    #[inline]
+    fn line(&self, k: usize, l: usize) -> &Line {
+        &self.lines[self.first[k] + l]
+    }
+
+    /// Slot `j` of level `k`.
+    #[inline]
+    fn slot(&self, k: usize, j: usize) -> &AtomicU64 {
+        &self.line(k, j / FANOUT).0[j % FANOUT]
+    }
+
+    #[inline]
+    fn val(&self, k: usize, j: usize) -> u64 {
+        self.slot(k, j).load(SeqCst)
+    }
+
+    #[inline]
+    fn top(&self) -> usize {
+        self.levels - 1
+    }
+
+    /// The least key of all servers ([`UNAVAILABLE`] when none is available).
+    #[inline]
+    pub(crate) fn least(&self) -> u64 {
+        self.line(self.top(), 0).min()
+    }
+
+    fn is_parked(&self, i: usize) -> bool {
+        self.parked[i / 64].load(SeqCst) & (1 << (i % 64)) != 0
+    }
+
+    /// What leaf `i` should hold for `state`.
+    fn leaf_value(&self, i: usize, state: &ServerState) -> u64 {
+        let (in_flight, available) = state.balancing_inputs();
+        if !available || self.is_parked(i) {
+            UNAVAILABLE
+        } else {
+            (in_flight.min(LOAD_CAP) << SCALE_BITS) / u64::from(self.weights[i])
+        }
+    }
+
+    /// Settles `node` to `compute()` (its inputs' value); `None` when the
+    /// inputs kept moving for [`RETRIES`] rounds.
+    fn settle(node: &AtomicU64, compute: impl Fn() -> u64) -> Option<Step> {
+        for _ in 0..RETRIES {
+            let old = node.load(SeqCst);
+            let new = compute();
+            if old == new {
+                return Some(Step::Unchanged);
+            }
+            if node.compare_exchange(old, new, SeqCst, SeqCst).is_err() {
+                return Some(Step::Lost);
+            }
+            if compute() == new {
+                return Some(Step::Changed);
+            }
+        }
+        None
+    }
+
+    /// Re-reads server `i`'s state into its leaf and carries the change up.
+    /// Called after every change of the server's in-flight count, health or
+    /// drain, and by picks that find a leaf stale.
+    pub(crate) fn refresh_leaf(&self, i: usize, state: &ServerState) {
+        match Self::settle(self.slot(0, i), || self.leaf_value(i, state)) {
+            Some(Step::Changed) => {}
+            Some(_) => return,
+            None => return self.dirty.store(true, SeqCst),
+        }
+        let mut j = i;
+        for k in 1..self.levels {
+            let line = self.line(k - 1, j / FANOUT);
+            j /= FANOUT;
+            match Self::settle(self.slot(k, j), || line.min()) {
+                Some(Step::Changed) => {}
+                Some(_) => return,
+                None => return self.dirty.store(true, SeqCst),
+            }
+        }
+    }
+
+    /// Rebuilds every node from the servers (after a node was given up on).
+    fn heal(&self, servers: &[Server]) {
+        self.dirty.store(false, SeqCst);
+        let mut gave_up = false;
+        for (i, s) in servers.iter().enumerate() {
+            gave_up |= Self::settle(self.slot(0, i), || self.leaf_value(i, &s.state)).is_none();
+        }
+        for k in 1..self.levels {
+            for j in 0..self.lens[k] {
+                let line = self.line(k - 1, j);
+                gave_up |= Self::settle(self.slot(k, j), || line.min()).is_none();
+            }
+        }
+        if gave_up {
+            self.dirty.store(true, SeqCst);
+        }
+    }
+
+    /// Work a pick does first: a rebuild when dirty, releasing parked
+    /// servers when due. Two loads when there is nothing to do.
+    #[inline]
+    pub(crate) fn tend(&self, servers: &[Server]) {
+        if self.dirty.load(Relaxed) {
+            self.heal(servers);
+        }
+        if self.parked_count.load(Relaxed) != 0 {
+            self.release_parked(servers);
+        }
+    }
+
+    #[cold]
+    fn release_parked(&self, servers: &[Server]) {
+        let now = crate::health::now_ms();
+        let due = self.recheck_at.load(Relaxed);
+        if now < due
+            || self
+                .recheck_at
+                .compare_exchange(due, now + PARK_RECHECK_MS, Relaxed, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        for (w, word) in self.parked.iter().enumerate() {
+            if word.load(Relaxed) == 0 {
+                continue;
+            }
+            let mut bits = word.swap(0, SeqCst);
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                self.parked_count.fetch_sub(1, Relaxed);
+                self.refresh_leaf(i, &servers[i].state);
+            }
+        }
+    }
+
+    /// Server `i` was the best candidate but `usable` refused it: parks it
+    /// when it is ejected, re-reads its leaf when its health or drain moved
+    /// under the index; a retry exclusion changes nothing. True when the
+    /// tree no longer offers the server (parked, or down or drained).
+    pub(crate) fn refused(&self, i: usize, state: &ServerState) -> bool {
+        if !state.balancing_inputs().1 {
+            self.refresh_leaf(i, state);
+            return true;
+        }
+        // `is_ejected_at(0)`: an ejection deadline is set (read the clock only then).
+        if !state.passive.is_ejected_at(0) {
+            return false;
+        }
+        let now = crate::health::now_ms();
+        if !state.passive.is_ejected_at(now) {
+            return false;
+        }
+        let (word, bit) = (&self.parked[i / 64], 1u64 << (i % 64));
+        if word.load(SeqCst) & bit == 0 {
+            // Count first, so the count never drops below the bits set.
+            if self.parked_count.fetch_add(1, Relaxed) == 0 {
+                self.recheck_at.store(now + PARK_RECHECK_MS, Relaxed);
+            }
+            if word.fetch_or(bit, SeqCst) & bit != 0 {
+                self.parked_count.fetch_sub(1, Relaxed);
+            }
+        }
+        self.refresh_leaf(i, state);
+        true
+    }
+
+    /// Re-reads leaf `i` if it does not hold `state`'s value (a pick checks
+    /// the server it returns; one comparison when the index is right).
+    #[inline]
+    pub(crate) fn verify(&self, i: usize, state: &ServerState) {
+        if self.val(0, i) != self.leaf_value(i, state) {
+            self.refresh_leaf(i, state);
+        }
+    }
+
+    /// The least key over all servers but those in `skip` ([`Self::least`]
+    /// when `skip` is empty): O(|skip| · log n) loads.
+    pub(crate) fn least_without(&self, skip: &[usize]) -> u64 {
+        if skip.is_empty() {
+            return self.least();
+        }
+        let top = self.top();
+        (0..self.lens[top])
+            .map(|j| self.masked(top, j, skip))
+            .fold(UNAVAILABLE, u64::min)
+    }
+
+    /// Node `j` of level `k` (leaves `j·8^k ..`) without the leaves in `skip`.
+    fn masked(&self, k: usize, j: usize, skip: &[usize]) -> u64 {
+        let span = 1usize << (3 * k);
+        let lo = j * span;
+        if !skip.iter().any(|&s| s >= lo && s - lo < span) {
+            return self.val(k, j);
+        }
+        if k == 0 {
+            return UNAVAILABLE;
+        }
+        (FANOUT * j..FANOUT * j + FANOUT)
+            .map(|c| self.masked(k - 1, c, skip))
+            .fold(UNAVAILABLE, u64::min)
+    }
+
+    /// The first server at or after `start` (wrapping) whose key is at most
+    /// `m` and which is not in `skip`; `None` when the tree shows none (it
+    /// may have moved since `m` was read).
+    pub(crate) fn find(&self, start: usize, m: u64, skip: &[usize]) -> Option<usize> {
+        let mut from = start;
+        while let Some(i) = self.first_from(from, m) {
+            if !skip.contains(&i) {
+                return Some(i);
+            }
+            from = i + 1;
+        }
+        let mut next = self.leftmost(m);
+        while let Some(i) = next {
+            if i >= start {
+                return None;
+            }
+            if !skip.contains(&i) {
+                return Some(i);
+            }
+            next = self.first_from(i + 1, m);
+        }
+        None
+    }
+
+    /// The first server in `start..n` whose key is at most `m`: along the
+    /// rest of each line, climbing a level at each line's end, then down to
+    /// the first qualifying leaf.
+    fn first_from(&self, start: usize, m: u64) -> Option<usize> {
+        if start >= self.n {
+            return None;
+        }
+        let (mut k, mut pos) = (0, start);
+        loop {
+            // Padding slots are UNAVAILABLE: no need to stop at `lens[k]`.
+            if pos < self.lens[k] {
+                let (l, c) = (pos / FANOUT, pos % FANOUT);
+                let line = self.line(k, l);
+                if let Some(c) = (c..FANOUT).find(|&c| line.0[c].load(SeqCst) <= m) {
+                    return self.descend(k, l * FANOUT + c, m);
+                }
+            }
+            if k == self.top() {
+                return None;
+            }
+            pos = pos / FANOUT + 1;
+            k += 1;
+        }
+    }
+
+    /// The first server whose key is at most `m`.
+    fn leftmost(&self, m: u64) -> Option<usize> {
+        let top = self.top();
+        let line = self.line(top, 0);
+        let j = (0..FANOUT).find(|&j| line.0[j].load(SeqCst) <= m)?;
+        self.descend(top, j, m)
+    }
+
+    /// From node `j` of level `k` (whose key is at most `m`) down to its
+    /// first leaf whose key is at most `m`.
+    fn descend(&self, mut k: usize, mut j: usize, m: u64) -> Option<usize> {
+        while k > 0 {
+            k -= 1;
+            let line = self.line(k, j);
+            j = FANOUT * j + (0..FANOUT).find(|&c| line.0[c].load(SeqCst) <= m)?;
+        }
+        (j < self.n).then_some(j)
+    }
+
+    /// Checks that every leaf holds its server's value and every inner node
+    /// the minimum of its children (only meaningful while nothing changes).
+    #[cfg(test)]
+    pub(crate) fn check(&self, servers: &[Server]) -> Result<(), String> {
+        for (i, s) in servers.iter().enumerate() {
+            let (have, want) = (self.val(0, i), self.leaf_value(i, &s.state));
+            if have != want {
+                return Err(format!("leaf {i}: {have:#x}, server says {want:#x}"));
+            }
+        }
+        for k in 1..self.levels {
+            for j in 0..self.lens[k] {
+                let (have, want) = (self.val(k, j), self.line(k - 1, j).min());
+                if have != want {
+                    return Err(format!(
+                        "level {k} node {j}: {have:#x}, children say {want:#x}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Overwrites node `j` of level `k` (tests of the self-healing paths).
+    #[cfg(test)]
+    pub(crate) fn corrupt(&self, k: usize, j: usize, value: u64, dirty: bool) {
+        self.slot(k, j).store(value, SeqCst);
+        if dirty {
+            self.dirty.store(true, SeqCst);
+        }
+    }
+
+    /// Number of parked servers (tests).
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> usize {
+        self.parked
+            .iter()
+            .map(|w| w.load(SeqCst).count_ones() as usize)
+            .sum()
+    }
+}
+
+/// One index a server is in, and its leaf there.
+struct Link {
+    index: Arc<LoadIndex>,
+    leaf: usize,
+}
+
+/// The least-connections indexes a server is in, notified of every change
+/// of its in-flight count, health or drain. Usually none (groups of other
+/// algorithms: a change costs one load of a flag) or one; two while a
+/// reloaded group's old snapshot still serves.
+#[derive(Default)]
+pub struct IndexLinks {
+    any: AtomicBool,
+    links: ArcSwapOption<Vec<Link>>,
+    /// Serializes attach and detach (config builds and drops only).
+    edit: Mutex<()>,
+}
+
+impl fmt::Debug for IndexLinks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let links = self.links.load();
+        f.debug_struct("IndexLinks")
+            .field("indexes", &links.as_ref().map_or(0, |l| l.len()))
+            .finish()
+    }
+}
+
+impl IndexLinks {
+    /// Tells every index this server is in that `state` (the server's own)
+    /// changed.
+    #[inline]
+    pub(crate) fn changed(&self, state: &ServerState) {
+        if self.any.load(SeqCst) {
+            self.notify(state);
+        }
+    }
+
+    #[inline(never)]
+    fn notify(&self, state: &ServerState) {
+        if let Some(links) = &*self.links.load() {
+            for link in links.iter() {
+                link.index.refresh_leaf(link.leaf, state);
+            }
+        }
+    }
+
+    /// Adds `index`, where this server is leaf `leaf`.
+    pub(crate) fn attach(&self, index: &Arc<LoadIndex>, leaf: usize) {
+        let _edit = self.edit.lock().unwrap_or_else(|e| e.into_inner());
+        let mut links: Vec<Link> = self.copy();
+        links.push(Link {
+            index: Arc::clone(index),
+            leaf,
+        });
+        self.links.store(Some(Arc::new(links)));
+        self.any.store(true, SeqCst);
+    }
+
+    /// Removes `index` (its balancer is being dropped).
+    pub(crate) fn detach(&self, index: &Arc<LoadIndex>) {
+        let _edit = self.edit.lock().unwrap_or_else(|e| e.into_inner());
+        let mut links = self.copy();
+        links.retain(|l| !Arc::ptr_eq(&l.index, index));
+        self.any.store(!links.is_empty(), SeqCst);
+        self.links
+            .store((!links.is_empty()).then(|| Arc::new(links)));
+    }
+
+    fn copy(&self) -> Vec<Link> {
+        self.links.load().as_ref().map_or_else(Vec::new, |l| {
+            l.iter()
+                .map(|l| Link {
+                    index: Arc::clone(&l.index),
+                    leaf: l.leaf,
+                })
+                .collect()
+        })
+    }
+
+    /// Number of indexes this server is in.
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> usize {
+        self.links.load().as_ref().map_or(0, |l| l.len())
+    }
+}
