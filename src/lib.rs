@@ -262,9 +262,8 @@ impl Running {
     /// [`ReloadError`] saying why nothing changed.
     pub async fn reload(&self) -> Result<(), ReloadError> {
         let file = self.inner.file.clone();
-        let loaded = tokio::task::spawn_blocking(move || config::load_file(&file))
-            .await
-            .map_err(|e| ReloadError::Listener(std::io::Error::other(e)))?;
+        // Off the workers, and bounded in time (config::read bounds the size).
+        let loaded = config::read::load_with_timeout(file).await;
         match loaded {
             Ok(config) => self.apply(config).await,
             Err(errors) => {

@@ -147,6 +147,8 @@ pub struct ListenerStats {
     pub tls_handshakes: AtomicU64,
     /// Failed or timed-out TLS handshakes.
     pub tls_failures: AtomicU64,
+    /// Requests weir refused itself, by reason (`weir_downstream_rejected_total`).
+    pub rejected: crate::proxy::reject::RejectStats,
 }
 
 /// Process-wide counters.

@@ -82,6 +82,9 @@ impl Listener {
             // The exact limit (431): the buffer bound alone lets a head
             // that arrives in one large read through.
             .max_header_size(config.max_header_bytes)
+            // The same field count for HTTP/2 is checked per request
+            // (proxy::request_checks).
+            .max_headers(config.max_headers)
             .keep_alive(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
@@ -176,6 +179,8 @@ impl Listener {
             client: ClientInfo::new(peer.ip(), tls.is_some()),
             listener: self.config.name.clone(),
             activity: Arc::clone(&activity),
+            stats: Arc::clone(&self.stats),
+            limits: service::Limits::of(&self.config),
         });
         let svc = service_fn(move |req| {
             service::handle(Arc::clone(&snapshot), Arc::clone(&downstream), req)

@@ -3,7 +3,10 @@
 
 pub mod access_log;
 pub mod body;
+pub mod client_body;
 pub mod headers;
+pub mod reject;
+pub mod request_checks;
 pub mod service;
 pub mod upgrade;
 
