@@ -4,6 +4,7 @@
 
 mod activity;
 mod conn;
+mod h2_frames;
 pub mod tls;
 
 pub use activity::{ConnActivity, RequestGuard};
