@@ -108,7 +108,7 @@ async fn proxy(
     // HTTP/2 carries it as :authority.
     let host = match request_checks::check(&mut req, conn.limits.max_headers) {
         Ok(host) => host,
-        Err(reason) => return reject(conn, reason, record),
+        Err(reason) => return reject(conn, req.version(), reason, record),
     };
     let host_str = host
         .as_ref()
@@ -124,7 +124,7 @@ async fn proxy(
     };
     let route = &snapshot.routes.routes()[route_index];
     if !request_checks::trace_allowed(req.method(), &route.methods) {
-        return reject(conn, Reason::Trace, record);
+        return reject(conn, req.version(), Reason::Trace, record);
     }
     let route_stats = &snapshot.route_stats[route_index];
     let Some(group) = snapshot.groups.get(route.group) else {
@@ -230,8 +230,10 @@ async fn proxy(
             let status = client_fault_status(fault);
             observe(status.as_u16());
             return match fault {
-                ClientFault::Malformed => reject(conn, Reason::MalformedBody, record),
-                ClientFault::Stalled => reject(conn, Reason::BodyTimeout, record),
+                ClientFault::Malformed => {
+                    reject(conn, parts.version, Reason::MalformedBody, record)
+                }
+                ClientFault::Stalled => reject(conn, parts.version, Reason::BodyTimeout, record),
                 ClientFault::Gone => {
                     tracing::debug!(route = %route.name, client = %conn.peer, "client closed the connection mid-body");
                     let mut resp = error_response(StatusCode::BAD_REQUEST, record);
@@ -406,17 +408,19 @@ fn client_fault_status(fault: ClientFault) -> StatusCode {
 /// A request weir refuses itself: counted in
 /// `weir_downstream_rejected_total{listener,reason}`, logged, and answered
 /// with the reason's status and a short body (the access line is written
-/// when that body ends). 408 and malformed bodies also close an HTTP/1
-/// connection (`Connection: close`), since the rest of its bytes cannot be trusted.
+/// when that body ends). An HTTP/1 connection is closed after it
+/// (`Connection: close`, as nginx does after a 400): what follows a request
+/// weir could not trust may be framed in a way the next hop reads otherwise.
 fn reject(
     conn: &Downstream,
+    version: Version,
     reason: Reason,
     record: Option<Box<AccessRecord>>,
 ) -> Response<ProxyBody> {
     conn.stats.rejected.inc(reason);
     tracing::debug!(listener = %conn.listener, client = %conn.peer, reason = reason.as_str(), "request rejected");
     let mut resp = error_response(reason.status(), record);
-    if matches!(reason, Reason::BodyTimeout | Reason::MalformedBody) {
+    if version < Version::HTTP_2 {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
