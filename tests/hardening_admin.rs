@@ -17,12 +17,7 @@ fn yaml(upstream: &Upstream, admin_extra: &str) -> String {
     )
 }
 
-async fn admin(
-    proxy: &weir::Running,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Reply {
+async fn admin(proxy: &weir::Running, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     let mut b = http::Request::builder()
         .method(method)
         .uri(format!("http://{}{path}", proxy.admin_addr().unwrap()));
@@ -42,7 +37,11 @@ async fn cross_site_posts_are_refused() {
         &[("sec-fetch-site", "cross-site")][..],
         &[("sec-fetch-site", "same-site")][..],
     ] {
-        for path in ["/reload", "/groups/g/servers/a/drain", "/groups/g/servers/a/enable"] {
+        for path in [
+            "/reload",
+            "/groups/g/servers/a/drain",
+            "/groups/g/servers/a/enable",
+        ] {
             let r = admin(&proxy, "POST", path, headers).await;
             assert_eq!(r.status, 403, "{path} {headers:?}: {}", r.text());
         }
@@ -50,7 +49,13 @@ async fn cross_site_posts_are_refused() {
     assert!(!proxy.snapshot().groups[0].servers[0].state.is_drained());
     // Same-origin (a browser on the admin page itself) and curl pass.
     let own = format!("http://{}", proxy.admin_addr().unwrap());
-    let r = admin(&proxy, "POST", "/groups/g/servers/a/drain", &[("origin", &own)]).await;
+    let r = admin(
+        &proxy,
+        "POST",
+        "/groups/g/servers/a/drain",
+        &[("origin", &own)],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = admin(&proxy, "POST", "/groups/g/servers/a/enable", &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -62,13 +67,30 @@ async fn dns_rebinding_hosts_are_refused() {
     let proxy = start_proxy(&yaml(&a, "")).await;
     let port = proxy.admin_addr().unwrap().port();
     let evil = format!("rebind.evil.example:{port}");
-    assert_eq!(admin(&proxy, "GET", "/status", &[("host", &evil)]).await.status, 403);
     assert_eq!(
-        admin(&proxy, "POST", "/groups/g/servers/a/drain", &[("host", &evil)]).await.status,
+        admin(&proxy, "GET", "/status", &[("host", &evil)])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        admin(
+            &proxy,
+            "POST",
+            "/groups/g/servers/a/drain",
+            &[("host", &evil)]
+        )
+        .await
+        .status,
         403
     );
     let local = format!("localhost:{port}");
-    assert_eq!(admin(&proxy, "GET", "/status", &[("host", &local)]).await.status, 200);
+    assert_eq!(
+        admin(&proxy, "GET", "/status", &[("host", &local)])
+            .await
+            .status,
+        200
+    );
     assert_eq!(admin(&proxy, "GET", "/metrics", &[]).await.status, 200);
 }
 
@@ -80,7 +102,13 @@ async fn the_admin_token_guards_mutating_endpoints() {
     let r = admin(&proxy, "POST", drain, &[]).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.headers["www-authenticate"], "Bearer");
-    let r = admin(&proxy, "POST", drain, &[("authorization", "Bearer wrong-token-0123456789xx")]).await;
+    let r = admin(
+        &proxy,
+        "POST",
+        drain,
+        &[("authorization", "Bearer wrong-token-0123456789xx")],
+    )
+    .await;
     assert_eq!(r.status, 401);
     let r = admin(&proxy, "POST", "/reload", &[]).await;
     assert_eq!(r.status, 401);
@@ -94,7 +122,10 @@ async fn the_admin_token_guards_mutating_endpoints() {
         &proxy,
         "POST",
         "/groups/g/servers/a/enable",
-        &[("authorization", &bearer), ("origin", "https://evil.example")],
+        &[
+            ("authorization", &bearer),
+            ("origin", "https://evil.example"),
+        ],
     )
     .await;
     assert_eq!(r.status, 403);
@@ -117,7 +148,10 @@ fn token_from_env_and_file() {
     let root = support::root().join("test.yaml");
     for (extra, msg) in [
         ("  token: short\n", "at least 16 bytes"),
-        ("  token_env: WEIR_TEST_ADMIN_TOKEN_UNSET_13\n", "is not set"),
+        (
+            "  token_env: WEIR_TEST_ADMIN_TOKEN_UNSET_13\n",
+            "is not set",
+        ),
         ("  token_file: /dev/zero\n", "not a regular file"),
         (
             &format!("  token: {TOKEN}\n  token_env: WEIR_TEST_ADMIN_TOKEN_13\n") as &str,

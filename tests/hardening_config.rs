@@ -75,7 +75,8 @@ fn check(config: &Path) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-const BASE: &str = "routes:\n  - group: g\ngroups:\n  g:\n    servers:\n      - address: 127.0.0.1:1\n";
+const BASE: &str =
+    "routes:\n  - group: g\ngroups:\n  g:\n    servers:\n      - address: 127.0.0.1:1\n";
 
 #[test]
 fn dev_zero_and_fifo_are_refused_at_once() {
@@ -139,7 +140,11 @@ fn the_config_file_itself_must_be_a_regular_file() {
     for path in [Path::new("/dev/zero"), fifo.as_path()] {
         let (code, out) = check(path);
         assert_ne!(code, 0, "{}: {out}", path.display());
-        assert!(out.contains("not a regular file"), "{}: {out}", path.display());
+        assert!(
+            out.contains("not a regular file"),
+            "{}: {out}",
+            path.display()
+        );
     }
 }
 
