@@ -158,3 +158,38 @@ fn a_config_file_over_the_cap_is_refused() {
     let e = weir::config::load_file(&file).unwrap_err().to_string();
     assert!(e.contains("larger than"), "{e}");
 }
+
+#[tokio::test]
+async fn a_reload_onto_dev_zero_or_a_fifo_fails_fast_and_keeps_the_config() {
+    let dir = Dir::new("reload");
+    let good = format!("listeners:\n  - name: http\n    address: 127.0.0.1:0\n{BASE}");
+    let file = dir.write("weir.yaml", &good);
+    let config = weir::config::load_file(&file).unwrap();
+    let running = weir::Proxy::new(config).start().await.unwrap();
+    let fifo = dir.fifo("secret");
+    for secret in [PathBuf::from("/dev/zero"), fifo] {
+        dir.write(
+            "weir.yaml",
+            &format!("{good}affinity:\n  secret_file: {}\n", secret.display()),
+        );
+        let started = Instant::now();
+        let e = tokio::time::timeout(Duration::from_secs(5), running.reload())
+            .await
+            .expect("reload returns")
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+    // The config file itself replaced by a FIFO.
+    std::fs::remove_file(&file).unwrap();
+    dir.fifo("weir.yaml");
+    let started = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(5), running.reload())
+        .await
+        .expect("reload returns")
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    assert!(running.local_addr("http").is_some());
+    running.shutdown().await;
+}

@@ -1,4 +1,4 @@
-//! Requests weir refuses itself (400, 405, 408, 431), by reason: the counter
+//! Requests weir refuses itself (400, 405, 408, 413, 431), by reason: the counter
 //! behind `weir_downstream_rejected_total{listener,reason}` and the one place
 //! such answers are built, counted and logged.
 //!
@@ -42,11 +42,14 @@ pub enum Reason {
     TooManyHeaders,
     /// A header section larger than `max_header_bytes` → 431.
     HeadersTooLarge,
+    /// A request body larger than the route allows → 413 (for the body
+    /// limits of issue 15; weir itself does not produce it yet).
+    BodyTooLarge,
 }
 
 impl Reason {
     /// Every reason, in the order of [`RejectStats`]'s slots.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::MissingHost,
         Reason::DuplicateHost,
         Reason::InvalidHost,
@@ -60,6 +63,7 @@ impl Reason {
         Reason::BodyTimeout,
         Reason::TooManyHeaders,
         Reason::HeadersTooLarge,
+        Reason::BodyTooLarge,
     ];
 
     /// The status the client receives.
@@ -67,6 +71,7 @@ impl Reason {
         match self {
             Reason::Connect | Reason::Trace => StatusCode::METHOD_NOT_ALLOWED,
             Reason::HeaderTimeout | Reason::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::TooManyHeaders | Reason::HeadersTooLarge => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
@@ -90,6 +95,7 @@ impl Reason {
             Reason::BodyTimeout => "body_timeout",
             Reason::TooManyHeaders => "too_many_headers",
             Reason::HeadersTooLarge => "headers_too_large",
+            Reason::BodyTooLarge => "body_too_large",
         }
     }
 
