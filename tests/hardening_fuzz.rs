@@ -12,6 +12,14 @@ use weir::affinity::{cookie_header, CookieKey};
 use weir::proxy::request_checks::{climbs_above_root, valid_host};
 use weir::route::path::normalize;
 
+/// `n` cases, or `PROPTEST_CASES` when set (for a longer local run).
+fn cases(n: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(n)
+}
+
 /// Bytes biased toward what matters to each parser.
 fn path_strategy() -> impl Strategy<Value = String> {
     proptest::collection::vec(
@@ -39,7 +47,7 @@ fn host_strategy() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(512), ..ProptestConfig::default() })]
 
     /// normalize: no panic; starts with '/'; idempotent; no dot segments or
     /// empty segments left; a path that does not climb above the root keeps
@@ -147,7 +155,7 @@ proptest! {
 const VALID: &str = "listeners:\n  - name: http\n    address: 127.0.0.1:0\n    client_body_timeout: 5s\n    max_headers: 50\nadmin:\n  address: 127.0.0.1:0\nroutes:\n  - match: { path_prefix: /api, methods: [GET] }\n    group: g\ngroups:\n  g:\n    servers:\n      - address: 127.0.0.1:1\n        weight: 2\n";
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
 
     /// Config loading: any text, and any byte-level mutation of a valid
     /// file, gives a config or errors — never a panic — in bounded time.
