@@ -331,3 +331,62 @@ async fn an_active_h2_connection_stays_open_past_idle_timeout() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test]
+async fn an_h2_client_resetting_its_upload_is_not_the_servers_fault() {
+    // RFC 9113 §8.1: a stream the client resets mid-body is the client leaving.
+    // (A guard: hyper drops the request's future on the reset, so nothing may
+    // be recorded against the server on the way out.)
+    let upstream = spawn_upstream_with("app", |req| async move {
+        use http_body_util::BodyExt;
+        let ok = req.into_body().collect().await.is_ok();
+        text_response(http::StatusCode::OK, "app", if ok { "ok" } else { "cut" })
+    })
+    .await;
+    let proxy = start_proxy(&format!(
+        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\nroutes:\n  - group: app\ngroups:\n  app:\n    passive:\n      consecutive_failures: 2\n    servers:\n{}",
+        servers_yaml(&[(&upstream, 1)])
+    ))
+    .await;
+    let addr = proxy.local_addr("http").unwrap();
+    for i in 0..4 {
+        let mut s = h2_connect(addr).await;
+        let mut block = vec![0x83, 0x86, 0x84, 0x01, 6]; // POST http / :authority
+        block.extend_from_slice(b"a.test");
+        s.write_all(&frame(HEADERS, END_HEADERS, 1, &block))
+            .await
+            .unwrap();
+        s.write_all(&frame(0x0, 0, 1, b"part of it")).await.unwrap();
+        within(5, "upload reached the server", async {
+            while upstream.hits() <= i {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        s.write_all(&frame(RST_STREAM, 0, 1, &8u32.to_be_bytes()))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(s);
+    }
+    let admin = proxy.admin_addr().unwrap();
+    // Every forward has ended once nothing is in flight on the server.
+    let status = within(10, "the four uploads end", async {
+        loop {
+            let status: serde_json::Value =
+                serde_json::from_str(&get(admin, "/status").await.text()).unwrap();
+            if status["groups"][0]["servers"][0]["in_flight"] == 0 {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let server = &status["groups"][0]["servers"][0];
+    assert_eq!(server["consecutive_failures"], 0, "{status:#}");
+    assert_eq!(server["ejected"], false);
+    let req = Request::get("http://a.test/")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(h2c_request(addr, req).await.status, 200);
+}
