@@ -212,3 +212,50 @@ async fn a_client_leaving_mid_body_is_not_the_servers_fault() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_server_that_stops_reading_the_body_is_still_the_servers_fault() {
+    // The other side of the trickle case: the client sends at full speed and
+    // the server neither reads nor answers; the response timeout is the
+    // server's (504, counted), not the client's.
+    let upstream = spawn_upstream_with("stuck", |_req| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        text_response(http::StatusCode::OK, "stuck", "")
+    })
+    .await;
+    let proxy = start_proxy(&yaml(&upstream, "", "    timeouts:\n      response: 1s\n")).await;
+    let addr = proxy.local_addr("http").unwrap();
+    let size = 32 << 20;
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let head =
+            format!("POST /upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: {size}\r\n\r\n");
+        let _ = wr.write_all(head.as_bytes()).await;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..size / chunk.len() {
+            if wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    within(10, "answer to the stuck upload", async {
+        let mut buf = [0u8; 1024];
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert_eq!(raw_status(&text), 504, "{text}");
+    assert_eq!(
+        server_health(&proxy).await.0,
+        1,
+        "the stuck server was not blamed"
+    );
+}

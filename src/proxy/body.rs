@@ -63,6 +63,9 @@ pub struct BodySlot {
 struct SlotState {
     fault: FaultCell,
     ended: AtomicBool,
+    /// The last read of the body waited for the client (Pending), rather
+    /// than handing a frame to a server that then stopped reading.
+    waiting_on_client: AtomicBool,
 }
 
 impl BodySlot {
@@ -94,8 +97,9 @@ impl BodySlot {
 
     /// Whether an upstream failure of `kind` was the client's doing: a fault
     /// recorded while reading the body, or a response timeout that ran out
-    /// while the client was still sending the body (the server cannot
-    /// answer a request it has not received).
+    /// while weir was waiting for more of the body from the client (the
+    /// server cannot answer a request it has not received). A server that
+    /// stopped reading the body (backpressure) is still the server's fault.
     pub fn client_fault(&self, kind: crate::error::ErrorKind) -> Option<ClientFault> {
         if let Some(f) = self.state.fault.get() {
             return Some(f);
@@ -103,7 +107,8 @@ impl BodySlot {
         let started = !self.is_untouched();
         (kind == crate::error::ErrorKind::ResponseTimeout
             && started
-            && !self.state.ended.load(Ordering::Relaxed))
+            && !self.state.ended.load(Ordering::Relaxed)
+            && self.state.waiting_on_client.load(Ordering::Relaxed))
         .then_some(ClientFault::Stalled)
     }
 }
@@ -146,6 +151,7 @@ impl Body for UpstreamBody {
                 };
                 match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
+                        slot.state.waiting_on_client.store(false, Ordering::Relaxed);
                         if let Some(t) = timer {
                             t.as_mut().reset(tokio::time::Instant::now() + slot.timeout);
                         }
@@ -163,6 +169,7 @@ impl Body for UpstreamBody {
                         Poll::Ready(Some(Err(Box::new(e))))
                     }
                     Poll::Pending => {
+                        slot.state.waiting_on_client.store(true, Ordering::Relaxed);
                         let t =
                             timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(slot.timeout)));
                         if t.as_mut().poll(cx).is_ready() {
