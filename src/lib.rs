@@ -251,6 +251,23 @@ impl Inner {
     }
 }
 
+/// Waits until every task of `tracker` ended, at most `timeout` of real
+/// time. The connections live on the workers, which run on real time: on a
+/// thread of its own (which also keeps a paused test clock from jumping past
+/// the drain timeout while the workers are still closing).
+async fn drain(tracker: TaskTracker, timeout: Duration) -> bool {
+    let wait = tokio::task::spawn_blocking(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        else {
+            return false;
+        };
+        rt.block_on(async { tokio::time::timeout(timeout, tracker.wait()).await.is_ok() })
+    });
+    wait.await.unwrap_or(false)
+}
+
 /// Why a reload did not take effect (the running config stays).
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -316,9 +333,8 @@ impl Running {
     /// [`ReloadError`] saying why nothing changed.
     pub async fn reload(&self) -> Result<(), ReloadError> {
         let file = self.inner.file.clone();
-        let loaded = tokio::task::spawn_blocking(move || config::load_file(&file))
-            .await
-            .map_err(|e| ReloadError::Listener(std::io::Error::other(e)))?;
+        // Off the workers, and bounded in time (config::read bounds the size).
+        let loaded = config::read::load_with_timeout(file).await;
         match loaded {
             Ok(config) => self.apply(config).await,
             Err(errors) => {
@@ -443,9 +459,7 @@ impl Running {
             .drain_timeout
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let drained = tokio::time::timeout(drain_timeout, inner.tracker.wait())
-            .await
-            .is_ok();
+        let drained = drain(inner.tracker.clone(), drain_timeout).await;
         if !drained {
             tracing::warn!(
                 drain_timeout = ?drain_timeout,

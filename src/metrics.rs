@@ -212,6 +212,8 @@ pub struct ListenerStats {
     pub tls_handshakes: Counter,
     /// Failed or timed-out TLS handshakes.
     pub tls_failures: Counter,
+    /// Requests weir refused itself, by reason (`weir_downstream_rejected_total`).
+    pub rejected: crate::proxy::reject::RejectStats,
 }
 
 /// Process-wide counters.

@@ -9,11 +9,17 @@
 //! | `POST /groups/{group}/servers/{id}/drain` | the server gets no new requests |
 //! | `POST /groups/{group}/servers/{id}/enable` | undoes `drain` |
 //!
+//! Every request is checked first ([`auth`]): a `Host` that is not
+//! `localhost` or an IP gets `403` (DNS rebinding); a mutating request from
+//! another site gets `403`; with `admin.token` set, a mutating request
+//! without `Authorization: Bearer <token>` gets `401`.
+//!
 //! Other paths get `404`, a wrong method `405` with `Allow`. Drain and enable
 //! are runtime changes: they last until the server leaves the config (a
 //! reload keeps them for servers whose id is unchanged) or the process
 //! restarts; write lasting changes to the file.
 
+pub mod auth;
 pub mod prometheus;
 
 use std::convert::Infallible;
@@ -49,6 +55,11 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves the admin API until `shutdown` turns true.
 pub async fn serve(listener: TcpListener, running: Running, mut shutdown: watch::Receiver<bool>) {
+    if let Ok(addr) = listener.local_addr() {
+        if !addr.ip().is_loopback() && running.snapshot().admin_token.is_none() {
+            tracing::warn!(address = %addr, "the admin listener is not on a loopback address and has no admin.token: anyone who can reach it can reload and drain");
+        }
+    }
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -103,6 +114,18 @@ fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
 
 /// Answers one admin request.
 pub async fn handle(running: &Running, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let token = running.snapshot().admin_token.clone();
+    if let Err(refused) = auth::check(req.method(), req.uri(), req.headers(), token.as_deref()) {
+        tracing::info!(method = %req.method(), path = %req.uri().path(), status = refused.status.as_u16(), "admin request refused: {}", refused.message);
+        let mut r = text(refused.status, refused.message);
+        if refused.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        return r;
+    }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();

@@ -293,6 +293,22 @@ impl Collector for Scrape {
             "Failed or timed-out TLS handshakes.",
             listeners.iter().map(|(n, s)| (l(n), s.tls_failures.get())),
         )?;
+        counter(
+            &mut enc,
+            "weir_downstream_rejected",
+            "Requests weir refused itself (400/405/408/431), by reason; none reached a server.",
+            listeners.iter().flat_map(|(n, s)| {
+                s.rejected.all().map(move |(r, v)| {
+                    (
+                        vec![
+                            ("listener", n.to_string()),
+                            ("reason", r.as_str().to_string()),
+                        ],
+                        v,
+                    )
+                })
+            }),
+        )?;
 
         let global = &registry.global;
         counter(

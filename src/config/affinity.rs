@@ -112,11 +112,7 @@ pub(super) fn secret(
 
 /// The file's bytes without surrounding ASCII whitespace (a final newline).
 fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if meta.len() > MAX_SECRET_FILE {
-        return Err(format!("larger than {MAX_SECRET_FILE} bytes"));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let bytes = super::read::read_bounded(path, MAX_SECRET_FILE)?;
     Ok(bytes.trim_ascii().to_vec())
 }
 

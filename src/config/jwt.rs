@@ -305,11 +305,7 @@ fn config_key(k: &RawJwtKey, i: usize, base: &Path, errs: &mut Errors) -> Option
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if meta.len() > MAX_KEY_FILE_BYTES {
-        return Err(format!("larger than {MAX_KEY_FILE_BYTES} bytes"));
-    }
-    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+    super::read::read_bounded(path, MAX_KEY_FILE_BYTES)
 }
 
 /// Loads a PEM public key for `algorithm` and checks that aws-lc accepts it.

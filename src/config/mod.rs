@@ -7,9 +7,11 @@
 //! [`Spanned`] so that [`validate`] can name their line and column. Defaults
 //! are documented on each field and applied in [`validate`].
 
+mod admin;
 mod affinity;
 mod health;
 pub mod jwt;
+pub mod read;
 mod route_extra;
 pub mod validate;
 
@@ -75,6 +77,14 @@ pub struct RawAccessLog {
 pub struct RawAdmin {
     /// `host:port` to bind.
     pub address: Spanned<String>,
+    /// Bearer token required on mutating endpoints (reload, drain, enable,
+    /// cache purge), written in the file. At most one of `token`,
+    /// `token_env`, `token_file`.
+    pub token: Option<Spanned<String>>,
+    /// Name of the environment variable holding the admin token.
+    pub token_env: Option<Spanned<String>>,
+    /// File holding the admin token (surrounding whitespace trimmed; at most 1 MiB).
+    pub token_file: Option<Spanned<PathBuf>>,
 }
 
 /// One listener: a bound socket serving HTTP/1.1 and HTTP/2, plain or TLS.
@@ -97,6 +107,13 @@ pub struct RawListener {
     /// How long an idle keep-alive client connection is kept open (default `60s`).
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    /// Longest wait for the next bytes of a request body (default `10s`,
+    /// nginx's `client_body_timeout`); past it the client gets 408.
+    #[serde(default, with = "humantime_serde")]
+    pub client_body_timeout: Option<Duration>,
+    /// Most header fields in one request, HTTP/1 and HTTP/2 alike (default
+    /// 100); more get 431. Between 1 and 10000.
+    pub max_headers: Option<Spanned<usize>>,
 }
 
 /// TLS termination settings of a listener.
@@ -403,10 +420,9 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
             message,
         }])
     };
-    let text = std::fs::read(path).map_err(|e| one(format!("cannot read: {e}")))?;
-    if text.len() > MAX_CONFIG_BYTES {
-        return Err(one(format!("file is larger than {MAX_CONFIG_BYTES} bytes")));
-    }
+    // A regular file only, at most MAX_CONFIG_BYTES, checked while reading
+    // (`/dev/zero` or a FIFO fail at once).
+    let text = read::read_bounded(path, MAX_CONFIG_BYTES as u64).map_err(one)?;
     let text = String::from_utf8(text).map_err(|e| one(format!("not UTF-8: {e}")))?;
     load_str(&text, path)
 }

@@ -28,6 +28,12 @@ use crate::route::{HostMatch, JwtVerifier, PathMatch, Route, ValueMatch};
 pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default largest request header section, in bytes (64 KiB).
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default longest wait for the next bytes of a request body (nginx's default).
+pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default most header fields in one request (hyper's HTTP/1 default).
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Largest `max_headers` accepted.
+pub const MAX_MAX_HEADERS: usize = 10_000;
 /// Default keep-alive idle timeout of a client connection.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default graceful-shutdown drain timeout.
@@ -64,6 +70,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// The admin listener's address, if any.
     pub admin: Option<SocketAddr>,
+    /// The admin token (`admin.token`, `token_env` or `token_file`): when
+    /// set, mutating admin endpoints need `Authorization: Bearer <token>`.
+    pub admin_token: Option<Arc<[u8]>>,
     /// FNV-1a hash of the file's bytes (the `weir_config_hash` metric).
     pub hash: u64,
     /// The sticky-cookie secret (`affinity:`); `None` = random per process.
@@ -121,6 +130,10 @@ pub struct ListenerConfig {
     pub max_header_bytes: usize,
     /// Keep-alive idle timeout of client connections.
     pub idle_timeout: Duration,
+    /// Longest wait for the next bytes of a request body (408 past it).
+    pub client_body_timeout: Duration,
+    /// Most header fields in one request (HTTP/1 and HTTP/2); more get 431.
+    pub max_headers: usize,
 }
 
 /// A validated route (see [`Route`]).
@@ -276,6 +289,10 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
                 None
             }
         });
+    let admin_token = raw
+        .admin
+        .as_ref()
+        .and_then(|a| super::admin::token(a, base, &mut errs));
     let secret = super::affinity::secret(raw.affinity.as_ref(), base, &mut errs);
     let jwt = raw
         .jwt
@@ -351,6 +368,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         jwt,
         drain_timeout: raw.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         admin,
+        admin_token,
         hash: 0,
         affinity: secret,
         workers,
@@ -404,6 +422,30 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
         }
         Some(v) => v.value,
     };
+    let max_headers = match &l.max_headers {
+        None => DEFAULT_MAX_HEADERS,
+        Some(v) if v.value == 0 || v.value > MAX_MAX_HEADERS => {
+            errs.at(
+                Some(&v.referenced),
+                format!("{key}.max_headers"),
+                format!("must be between 1 and {MAX_MAX_HEADERS}"),
+            );
+            DEFAULT_MAX_HEADERS
+        }
+        Some(v) => v.value,
+    };
+    let client_body_timeout = match l.client_body_timeout {
+        None => DEFAULT_CLIENT_BODY_TIMEOUT,
+        Some(d) if d.is_zero() => {
+            errs.at(
+                Some(&l.address.referenced),
+                format!("{key}.client_body_timeout"),
+                "must be more than 0s",
+            );
+            DEFAULT_CLIENT_BODY_TIMEOUT
+        }
+        Some(d) => d,
+    };
     let tls = l.tls.as_ref().map(|t| {
         if t.certificates.value.is_empty() {
             errs.at(
@@ -442,6 +484,8 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
             .unwrap_or(DEFAULT_REQUEST_HEADER_TIMEOUT),
         max_header_bytes,
         idle_timeout: l.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        client_body_timeout,
+        max_headers,
     })
 }
 

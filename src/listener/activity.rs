@@ -19,6 +19,9 @@ pub struct ConnActivity {
     epoch: Instant,
     /// Bumped on every read or write that moved bytes.
     events: AtomicU64,
+    /// HTTP/2: bumped on every HEADERS, CONTINUATION or DATA frame read, and
+    /// when a request starts or ends (control frames do not count).
+    streams: AtomicU64,
     /// Requests whose response has not ended.
     in_flight: AtomicU32,
     /// When the bytes of a not-yet-complete request head started to arrive,
@@ -39,6 +42,7 @@ impl ConnActivity {
         ConnActivity {
             epoch: Instant::now(),
             events: AtomicU64::new(0),
+            streams: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             head_since_ms: AtomicU64::new(0),
             h2: AtomicBool::new(false),
@@ -80,6 +84,38 @@ impl ConnActivity {
         self.events.load(Ordering::Relaxed)
     }
 
+    /// HTTP/2 stream activity: changes on request frames and request
+    /// starts and ends, not on PING, SETTINGS or WINDOW_UPDATE.
+    pub(super) fn stream_events(&self) -> u64 {
+        self.streams.load(Ordering::Relaxed)
+    }
+
+    /// What an HTTP/2 connection's frame watcher saw: stream frames count as
+    /// activity; a header block that starts is timed as a request head until
+    /// the frame with END_HEADERS ends it.
+    pub(super) fn h2_frames(&self, seen: &super::h2_frames::Seen) {
+        if seen.stream_frames > 0 {
+            self.streams
+                .fetch_add(u64::from(seen.stream_frames), Ordering::Relaxed);
+        }
+        if seen.block_ended {
+            self.head_since_ms.store(0, Ordering::Relaxed);
+        } else if seen.block_started && self.head_since_ms.load(Ordering::Relaxed) == 0 {
+            self.head_since_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Starts the request-head clock now, before any byte arrived (the first
+    /// request of a connection must start within `request_header_timeout`).
+    pub(super) fn start_head_clock(&self) {
+        let _ = self.head_since_ms.compare_exchange(
+            0,
+            self.now_ms(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
     /// Requests of this connection whose response has not ended.
     pub(super) fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
@@ -105,11 +141,16 @@ impl ConnActivity {
         self.parking.store(parking, Ordering::Relaxed);
     }
 
-    /// Exempts the connection from the request-head timeout (HTTP/2 has no
-    /// request heads between requests to time).
+    /// Marks the connection as HTTP/2: bytes read no longer start the
+    /// request-head clock (the frame watcher times header blocks instead).
     pub(super) fn mark_h2(&self) {
         self.h2.store(true, Ordering::Relaxed);
         self.head_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// True once the connection is known to speak HTTP/2.
+    pub(super) fn is_h2(&self) -> bool {
+        self.h2.load(Ordering::Relaxed)
     }
 
     /// See [`ConnActivity::set_parking`].
@@ -120,11 +161,15 @@ impl ConnActivity {
     /// Marks a request head as complete; the returned guard counts the
     /// request as in flight until the response body ends.
     pub fn request_started(self: &Arc<Self>, version: http::Version) -> RequestGuard {
-        if version == http::Version::HTTP_2 {
-            self.h2.store(true, Ordering::Relaxed);
-        }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.head_since_ms.store(0, Ordering::Relaxed);
+        if version == http::Version::HTTP_2 {
+            // Another stream's header block may be arriving: the frame
+            // watcher, not the request start, ends its clock.
+            self.h2.store(true, Ordering::Relaxed);
+            self.streams.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.head_since_ms.store(0, Ordering::Relaxed);
+        }
         RequestGuard {
             activity: Arc::clone(self),
         }
@@ -141,6 +186,7 @@ impl Drop for RequestGuard {
     fn drop(&mut self) {
         self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.activity.events.fetch_add(1, Ordering::Relaxed);
+        self.activity.streams.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -27,10 +27,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::activity::ConnActivity;
+use super::h2_frames::FrameWatch;
 use super::stopped;
 use crate::config::ListenerConfig;
 use crate::metrics::{Gauge, ListenerStats};
 use crate::proxy::body::ProxyBody;
+use crate::proxy::reject::{self, Reason};
 
 /// The HTTP/2 connection preface a client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -50,6 +52,11 @@ const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// Shortest period of the watchdog tick.
 const MIN_TICK: Duration = Duration::from_millis(50);
+
+/// Longest time a connection closed for idleness may take to finish
+/// closing (an HTTP/2 client that never acks the GOAWAY's PING); the
+/// smaller of this and `idle_timeout` applies.
+const MAX_CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Which protocol a connection speaks, when known before its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,10 +128,18 @@ impl Serve<'_> {
         let mut idle_since = Instant::now();
         let mut io = Rewind::new(io, Arc::clone(&self.activity));
         match protocol {
-            Protocol::Http1 => {}
+            // The first request head is due within request_header_timeout
+            // of the connection's start, as nginx's client_header_timeout.
+            Protocol::Http1 => self.activity.start_head_clock(),
             Protocol::Http2 => return Box::pin(self.serve_h2(io, svc, &mut idle_since)).await,
             Protocol::Detect => {
-                let deadline = idle_since + self.config.idle_timeout;
+                // A connection that never sends a first byte is closed at
+                // request_header_timeout, not at idle_timeout.
+                let first_byte = self
+                    .config
+                    .request_header_timeout
+                    .min(self.config.idle_timeout);
+                let deadline = idle_since + first_byte;
                 let Some((first, h2)) = self.next_bytes(&mut io.inner, deadline, true).await else {
                     return;
                 };
@@ -187,6 +202,8 @@ impl Serve<'_> {
         S: ProxyService,
     {
         self.activity.mark_h2();
+        // Frames tell requests from control traffic, and time header blocks.
+        let io = FrameWatch::new(io, Arc::clone(&self.activity));
         let mut conn = Box::pin(self.h2.serve_connection(TokioIo::new(io), svc));
         let graceful = |c: Pin<&mut http2::Connection<_, _, _>>| c.graceful_shutdown();
         self.watch(conn.as_mut(), graceful, false, idle_since).await;
@@ -213,8 +230,19 @@ impl Serve<'_> {
         let park_after = (idle_timeout / 2).min(PARK_AFTER);
         let mut ticker = tokio::time::interval_at(Instant::now() + tick, tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_events = activity.events();
+        // HTTP/2 counts stream frames only: PINGs and SETTINGS are not activity.
+        let events = || {
+            if activity.is_h2() {
+                activity.stream_events()
+            } else {
+                activity.events()
+            }
+        };
+        let mut last_events = events();
         let mut closing = false;
+        // Set when the connection is closing for idleness: past it, the
+        // connection is dropped even if the client never finishes the close.
+        let mut close_by: Option<Instant> = None;
         let mut parking = false;
         // Made once: a fresh wait on the shutdown flag at every wake-up
         // would register a waiter per poll.
@@ -225,6 +253,12 @@ impl Serve<'_> {
             tokio::select! {
                 res = conn.as_mut() => {
                     if let Err(e) = res {
+                        // hyper answered 400/431 itself: count and log it.
+                        if e.is_parse_too_large() {
+                            reject::connection_level(&self.stats.rejected, &config.name, Reason::HeadersTooLarge);
+                        } else if e.is_parse() {
+                            reject::connection_level(&self.stats.rejected, &config.name, Reason::Malformed);
+                        }
                         tracing::debug!(listener = %config.name, error = %e, "connection ended with error");
                         return Outcome::Closed;
                     }
@@ -240,9 +274,14 @@ impl Serve<'_> {
                     let head = activity.head_since_ms();
                     if head != 0 && activity.now_ms().saturating_sub(head) > head_timeout_ms {
                         tracing::debug!(listener = %config.name, "request header timeout; closing connection");
+                        reject::connection_level(&self.stats.rejected, &config.name, Reason::HeaderTimeout);
                         return Outcome::Closed;
                     }
-                    let events = activity.events();
+                    if close_by.is_some_and(|t| Instant::now() >= t) {
+                        tracing::debug!(listener = %config.name, "idle connection did not finish closing; dropping it");
+                        return Outcome::Closed;
+                    }
+                    let events = events();
                     if events != last_events || activity.in_flight() > 0 {
                         last_events = events;
                         *idle_since = Instant::now();
@@ -261,6 +300,9 @@ impl Serve<'_> {
                         if expired || parking {
                             closing = true;
                             activity.set_parking(parking);
+                            if expired {
+                                close_by = Some(Instant::now() + idle_timeout.min(MAX_CLOSE_GRACE));
+                            }
                             graceful(conn.as_mut());
                         }
                     }

@@ -5,6 +5,7 @@
 
 mod activity;
 mod conn;
+mod h2_frames;
 pub mod tls;
 
 pub use activity::{ConnActivity, RequestGuard};
@@ -102,6 +103,9 @@ impl Listener {
             // The exact limit (431): the buffer bound alone lets a head
             // that arrives in one large read through.
             .max_header_size(config.max_header_bytes)
+            // The same field count for HTTP/2 is checked per request
+            // (proxy::request_checks).
+            .max_headers(config.max_headers)
             .keep_alive(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
@@ -240,6 +244,7 @@ impl Listener {
             activity: Arc::clone(&activity),
             stats: Arc::clone(&self.stats),
             tracker,
+            limits: service::Limits::of(&self.config),
         });
         let svc =
             service_fn(move |req| service::handle(snapshot.local(), Arc::clone(&downstream), req));

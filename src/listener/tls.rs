@@ -27,8 +27,11 @@ pub enum CertError {
 /// # Errors
 /// [`CertError`] naming which file is at fault.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| CertError::Cert(format!("cannot read certificates: {e}")))?
+    // Bounded reads of regular files only (config::read): a FIFO or
+    // `/dev/zero` named as a certificate fails at once.
+    let cert_pem = crate::config::read::read_key_file(cert).map_err(CertError::Cert)?;
+    let key_pem = crate::config::read::read_key_file(key).map_err(CertError::Key)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| CertError::Cert(format!("invalid PEM certificate: {e}")))?;
     if chain.is_empty() {
@@ -36,7 +39,7 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, CertE
     }
     webpki::EndEntityCert::try_from(&chain[0])
         .map_err(|e| CertError::Cert(format!("invalid certificate: {e}")))?;
-    let der = PrivateKeyDer::from_pem_file(key)
+    let der = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| CertError::Key(format!("cannot read private key: {e}")))?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     CertifiedKey::from_der(chain, der, &provider)

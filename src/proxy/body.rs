@@ -1,15 +1,19 @@
 //! Body types on both sides of the proxy. Bodies stream frame by frame; no
 //! body is ever buffered whole.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::access_log::AccessRecord;
+use super::client_body::{self, BodyTimeout, ClientFault, FaultCell};
 use crate::listener::RequestGuard;
 use crate::upstream::pool::Checkout;
 use crate::upstream::{InFlightGuard, ServerState};
@@ -34,22 +38,45 @@ impl Pooled {
 /// Error type of the bodies weir sends.
 pub type BodyError = hyper::Error;
 
+/// Error type of the request bodies weir sends upstream: the client's body
+/// error, or [`BodyTimeout`].
+pub type UpstreamBodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A downstream request body that can be sent again to another server as long
 /// as no byte of it was read: the body waits in a slot until the first attempt
 /// polls it. When a connect fails the slot still holds it, and the retry takes it.
+///
+/// The slot also records what the client did wrong while the body was read
+/// ([`ClientFault`]) and whether the body ended, for the service to tell a
+/// client's fault from a server's.
 #[derive(Debug, Clone)]
 pub struct BodySlot {
     slot: Arc<Mutex<Option<Incoming>>>,
+    state: Arc<SlotState>,
     hint: SizeHint,
+    /// `client_body_timeout`: longest wait for the next frame of the body.
+    timeout: Duration,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    fault: FaultCell,
+    ended: AtomicBool,
+    /// The last read of the body waited for the client (Pending), rather
+    /// than handing a frame to a server that then stopped reading.
+    waiting_on_client: AtomicBool,
 }
 
 impl BodySlot {
-    /// Parks `body` until an attempt reads it.
-    pub fn new(body: Incoming) -> Self {
+    /// Parks `body` until an attempt reads it; reading it waits at most
+    /// `timeout` for each next frame.
+    pub fn new(body: Incoming, timeout: Duration) -> Self {
         let hint = body.size_hint();
         BodySlot {
             slot: Arc::new(Mutex::new(Some(body))),
+            state: Arc::default(),
             hint,
+            timeout,
         }
     }
 
@@ -63,7 +90,25 @@ impl BodySlot {
         UpstreamBody::Slot {
             slot: self.clone(),
             taken: None,
+            timer: None,
         }
+    }
+
+    /// Whether an upstream failure of `kind` was the client's doing: a fault
+    /// recorded while reading the body, or a response timeout that ran out
+    /// while weir was waiting for more of the body from the client (the
+    /// server cannot answer a request it has not received). A server that
+    /// stopped reading the body (backpressure) is still the server's fault.
+    pub fn client_fault(&self, kind: crate::error::ErrorKind) -> Option<ClientFault> {
+        if let Some(f) = self.state.fault.get() {
+            return Some(f);
+        }
+        let started = !self.is_untouched();
+        (kind == crate::error::ErrorKind::ResponseTimeout
+            && started
+            && !self.state.ended.load(Ordering::Relaxed)
+            && self.state.waiting_on_client.load(Ordering::Relaxed))
+        .then_some(ClientFault::Stalled)
     }
 }
 
@@ -78,28 +123,60 @@ pub enum UpstreamBody {
         slot: BodySlot,
         /// The body once taken.
         taken: Option<Incoming>,
+        /// The `client_body_timeout` of the wait for the next frame, armed
+        /// when the body first has nothing to give.
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
     },
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = BodyError;
+    type Error = UpstreamBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
         match self.get_mut() {
             UpstreamBody::Empty => Poll::Ready(None),
-            UpstreamBody::Slot { slot, taken } => {
+            UpstreamBody::Slot { slot, taken, timer } => {
                 if taken.is_none() {
                     *taken = slot.slot.lock().ok().and_then(|mut s| s.take());
                 }
-                match taken {
-                    Some(body) => Pin::new(body).poll_frame(cx),
-                    // Another attempt already consumed the body: end here; the
-                    // retry logic never lets this happen.
-                    None => Poll::Ready(None),
+                // Another attempt already consumed the body: end here; the
+                // retry logic never lets this happen.
+                let Some(body) = taken else {
+                    return Poll::Ready(None);
+                };
+                match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        slot.state.waiting_on_client.store(false, Ordering::Relaxed);
+                        if let Some(t) = timer {
+                            t.as_mut().reset(tokio::time::Instant::now() + slot.timeout);
+                        }
+                        if body.is_end_stream() {
+                            slot.state.ended.store(true, Ordering::Relaxed);
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(None) => {
+                        slot.state.ended.store(true, Ordering::Relaxed);
+                        Poll::Ready(None)
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        slot.state.fault.set(client_body::classify(&e));
+                        Poll::Ready(Some(Err(Box::new(e))))
+                    }
+                    Poll::Pending => {
+                        slot.state.waiting_on_client.store(true, Ordering::Relaxed);
+                        let t =
+                            timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(slot.timeout)));
+                        if t.as_mut().poll(cx).is_ready() {
+                            slot.state.fault.set(ClientFault::Stalled);
+                            return Poll::Ready(Some(Err(Box::new(BodyTimeout(slot.timeout)))));
+                        }
+                        Poll::Pending
+                    }
                 }
             }
         }

@@ -3,7 +3,10 @@
 
 pub mod access_log;
 pub mod body;
+pub mod client_body;
 pub mod headers;
+pub mod reject;
+pub mod request_checks;
 pub mod service;
 pub mod upgrade;
 
@@ -29,6 +32,9 @@ pub struct Snapshot {
     pub groups: Vec<Arc<ServerGroup>>,
     /// Counters of each route, in route order.
     pub route_stats: Vec<Arc<RouteStats>>,
+    /// The admin token (`admin.token*`), read by the admin API on each
+    /// mutating request, so a reload can change it.
+    pub admin_token: Option<Arc<[u8]>>,
 }
 
 impl Snapshot {
@@ -48,6 +54,7 @@ impl Snapshot {
                 .iter()
                 .map(|r| registry.route_stats(&r.name))
                 .collect(),
+            admin_token: config.admin_token.clone(),
         }
     }
 

@@ -3,24 +3,29 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use super::access_log::{self, AccessRecord};
 use super::body::{BodySlot, Pooled, ProxyBody, UpstreamBody};
+use super::client_body::ClientFault;
 use super::headers::{self, ClientInfo};
+use super::reject::Reason;
+use super::request_checks;
 use super::upgrade;
 use super::{LocalSnapshot, Snapshot};
 use crate::affinity::{self, Session};
 use crate::balancer::PickContext;
+use crate::config::ListenerConfig;
 use crate::error::ErrorKind;
 use crate::forward;
 use crate::health;
 use crate::listener::ConnActivity;
 use crate::metrics;
+use crate::metrics::ListenerStats;
 use crate::route::jwt::{RequestToken, TokenOutcome, Verified};
 use crate::route::{self, RequestView};
 use crate::upstream::group::Excluded;
@@ -36,11 +41,32 @@ pub struct Downstream {
     pub listener: Arc<str>,
     /// Activity of the connection (idle and header timeouts).
     pub activity: Arc<ConnActivity>,
-    /// Counters of the listener.
-    pub stats: Arc<crate::metrics::ListenerStats>,
+    /// The listener's counters (rejections are counted here).
+    pub stats: Arc<ListenerStats>,
     /// Tracks the tasks that outlive a request (protocol-upgrade tunnels),
     /// so that shutdown waits for them.
     pub tracker: tokio_util::task::TaskTracker,
+    /// The listener's per-request limits.
+    pub limits: Limits,
+}
+
+/// Per-request limits of a listener, copied from its config once per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `client_body_timeout`: longest wait for the next bytes of a request body.
+    pub client_body_timeout: Duration,
+    /// `max_headers`: most header fields in one request (431 beyond).
+    pub max_headers: usize,
+}
+
+impl Limits {
+    /// The limits of `config`.
+    pub fn of(config: &ListenerConfig) -> Self {
+        Limits {
+            client_body_timeout: config.client_body_timeout,
+            max_headers: config.max_headers,
+        }
+    }
 }
 
 /// Serves one request. Never fails: every error becomes a response with the
@@ -72,19 +98,14 @@ async fn proxy(
         ))
     });
 
-    if req.method() == Method::CONNECT {
-        return error_response(StatusCode::METHOD_NOT_ALLOWED, record);
-    }
-    // RFC 9112 §3.2.2: the authority of an absolute-form target wins over Host;
+    // Host confusion, CONNECT, header count, paths above the root
+    // (request_checks.rs). RFC 9112 §3.2.2: the authority of an
+    // absolute-form target wins over Host, and becomes the Host sent on;
     // HTTP/2 carries it as :authority.
-    let host: Option<HeaderValue> = match req.uri().authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
+    let host = match request_checks::check(&mut req, conn.limits.max_headers) {
+        Ok(host) => host,
+        Err(reason) => return reject(conn, req.version(), reason, record),
     };
-    if host.is_none() && req.version() == Version::HTTP_11 {
-        // RFC 9112 §3.2: a request without Host is answered with 400.
-        return error_response(StatusCode::BAD_REQUEST, record);
-    }
     let host_str = host
         .as_ref()
         .and_then(|h| h.to_str().ok())
@@ -98,6 +119,9 @@ async fn proxy(
         Routed::NoRoute { .. } => return error_response(ErrorKind::NoRoute.status(), record),
     };
     let route = &snapshot.routes.routes()[route_index];
+    if !request_checks::trace_allowed(req.method(), &route.methods) {
+        return reject(conn, req.version(), Reason::Trace, record);
+    }
     let route_stats = &snapshot.route_stats[route_index];
     let Some(group) = snapshot.groups.get(route.group) else {
         return error_response(StatusCode::INTERNAL_SERVER_ERROR, record);
@@ -115,7 +139,8 @@ async fn proxy(
 
     let upgrade = upgrade::requested(&mut req);
     let (mut parts, body) = req.into_parts();
-    let slot = (!http_body::Body::is_end_stream(&body)).then(|| BodySlot::new(body));
+    let slot = (!http_body::Body::is_end_stream(&body))
+        .then(|| BodySlot::new(body, conn.limits.client_body_timeout));
     headers::rewrite_request(
         &mut parts.headers,
         &conn.client,
@@ -189,7 +214,45 @@ async fn proxy(
 
         let guard = server.state.start_request();
         let sent = Instant::now();
-        let result = forward::send(group, server, upstream_req).await;
+        let mut result = forward::send(group, server, upstream_req).await;
+        if let Some(fault) = result
+            .as_ref()
+            .err()
+            .and_then(|(e, _)| slot.as_ref()?.client_fault(e.kind))
+        {
+            // The client's doing (client_body.rs): not the server's failure,
+            // its ejection or its EWMA; never retried.
+            drop(guard);
+            if let Some(r) = &mut record {
+                r.server = Some(server.id.clone());
+            }
+            let status = client_fault_status(fault);
+            observe(status.as_u16());
+            return match fault {
+                ClientFault::Malformed => {
+                    reject(conn, parts.version, Reason::MalformedBody, record)
+                }
+                ClientFault::Stalled => reject(conn, parts.version, Reason::BodyTimeout, record),
+                ClientFault::Gone => {
+                    tracing::debug!(route = %route.name, client = %conn.peer, "client closed the connection mid-body");
+                    let mut resp = error_response(StatusCode::BAD_REQUEST, record);
+                    resp.body_mut().set_status(status);
+                    resp
+                }
+            };
+        }
+        if let Ok((resp, _)) = &result {
+            // A 101 for an upgrade weir did not forward (h2c, or none): the
+            // server must not get a tunnel past routing (RFC 9113 §3.1).
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                && !upgrade.as_ref().is_some_and(|u| u.accepts(resp.headers()))
+            {
+                result = Err((
+                    crate::error::ProxyError::new(ErrorKind::UpstreamProtocol),
+                    None,
+                ));
+            }
+        }
         match &result {
             // Time to response headers feeds the peak EWMA; a timeout is a
             // lower bound of it and counts too (so a hanging server looks slow).
@@ -337,6 +400,43 @@ fn unauthorized(record: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer error=\"invalid_token\""),
     );
+    resp
+}
+
+/// The status logged for a client fault (499 = the client went away, nginx's code).
+fn client_fault_status(fault: ClientFault) -> StatusCode {
+    match fault {
+        ClientFault::Malformed => Reason::MalformedBody.status(),
+        ClientFault::Stalled => Reason::BodyTimeout.status(),
+        ClientFault::Gone => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// A request weir refuses itself: counted in
+/// `weir_downstream_rejected_total{listener,reason}`, logged, and answered
+/// with the reason's status and a short body (the access line is written
+/// when that body ends). An HTTP/1 connection is closed after it
+/// (`Connection: close`, as nginx does after a 400): what follows a request
+/// weir could not trust may be framed in a way the next hop reads otherwise.
+fn reject(
+    conn: &Downstream,
+    version: Version,
+    reason: Reason,
+    record: Option<Box<AccessRecord>>,
+) -> Response<ProxyBody> {
+    conn.stats.rejected.inc(reason);
+    tracing::debug!(listener = %conn.listener, client = %conn.peer, reason = reason.as_str(), "request rejected");
+    let mut resp = error_response(reason.status(), record);
+    if version < Version::HTTP_2 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if reason == Reason::Trace || reason == Reason::Connect {
+        resp.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),
+        );
+    }
     resp
 }
 

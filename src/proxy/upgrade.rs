@@ -3,6 +3,13 @@
 //! server answers `101 Switching Protocols` both connections are handed over
 //! to a task that copies bytes both ways until either side closes.
 //!
+//! Only WebSocket (RFC 6455) is tunnelled. Any other `Upgrade` — above all
+//! `h2c` with its `HTTP2-Settings` (RFC 9113 §3.1 deprecates it; forwarded,
+//! it lets a client speak HTTP/2 straight to the server past routing,
+//! headers and logs) — is stripped as the hop-by-hop field it is, and the
+//! request is answered normally. A `101` is relayed only for the WebSocket
+//! upgrade the client asked for; any other `101` is the server's error (502).
+//!
 //! The tunnel holds the server's in-flight guard, so a WebSocket counts as one
 //! long request for least-connections balancing. Extended CONNECT over HTTP/2
 //! (RFC 8441) is not supported yet.
@@ -32,10 +39,19 @@ pub fn requested<B>(req: &mut Request<B>) -> Option<Requested> {
     if !has_token(req.headers(), "upgrade") {
         return None;
     }
+    if !is_websocket(&protocol) {
+        tracing::debug!(upgrade = ?protocol, "upgrade not forwarded (only websocket is tunnelled)");
+        return None;
+    }
     Some(Requested {
         protocol,
         downstream: hyper::upgrade::on(req),
     })
+}
+
+/// True when an `Upgrade` value is exactly the WebSocket protocol.
+fn is_websocket(v: &HeaderValue) -> bool {
+    v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket")
 }
 
 /// True when the `Connection` field lists `token`.
@@ -49,6 +65,12 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
 }
 
 impl Requested {
+    /// True when a `101` with `headers` switches to the protocol asked for
+    /// (its `Upgrade`, when present, must be WebSocket).
+    pub fn accepts(&self, headers: &HeaderMap) -> bool {
+        headers.get(header::UPGRADE).is_none_or(is_websocket)
+    }
+
     /// Puts the upgrade fields back on the upstream request (the hop-by-hop
     /// cleanup removed them).
     pub fn restore_request_headers(&self, headers: &mut HeaderMap) {

@@ -10,7 +10,8 @@ use std::borrow::Cow;
 /// Returns `path` normalized for matching:
 /// - percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded
 ///   and other escapes upper-cased (RFC 3986 §6.2.2.1–2); `%2F` stays encoded,
-///   so it never becomes a separator;
+///   so it never becomes a separator; a stray `%` becomes `%25`, so the result
+///   is a fixed point (normalizing it again changes nothing);
 /// - runs of `/` are merged (as nginx's `merge_slashes on`);
 /// - `.` and `..` segments are removed (RFC 3986 §5.2.4); `..` never climbs above `/`.
 ///
@@ -82,6 +83,14 @@ fn decode_unreserved(path: &str) -> String {
                 continue;
             }
         }
+        if p[i] == b'%' {
+            // A stray `%` (not an escape) is written `%25`: otherwise a
+            // decoded character could complete an escape with it (`/%%610`
+            // would become `/%a0`, another path on a second pass).
+            out.push_str("%25");
+            i += 1;
+            continue;
+        }
         // Copy one UTF-8 character (paths from hyper are ASCII, but be safe).
         let ch_len = utf8_len(p[i]);
         let end = (i + ch_len).min(p.len());
@@ -150,8 +159,9 @@ mod tests {
             ("/../../etc", "/etc"),
             ("/a%2fb", "/a%2Fb"),
             ("/a%2Fb/../c", "/c"),
-            ("/%zz", "/%zz"),
-            ("/%", "/%"),
+            ("/%zz", "/%25zz"),
+            ("/%", "/%25"),
+            ("/%%610", "/%25a0"),
             ("/a%7e", "/a~"),
             ("/.", "/"),
             ("/..", "/"),
