@@ -62,8 +62,9 @@ pub(crate) const MAX_SERVERS: usize = 1 << 24;
 const MAX_LEVELS: usize = 9;
 /// Fixed-point bits of a load: `key = in_flight × 2^SCALE_BITS / weight`.
 const SCALE_BITS: u32 = 20;
-/// In-flight counts from here up compare equal (keeps a key below 2^60).
-const LOAD_CAP: u64 = 1 << 40;
+/// In-flight counts from here up compare equal (keeps the reciprocal
+/// multiplication of [`load_key`] exact).
+const LOAD_CAP: u64 = (1 << 23) - 1;
 /// The key of a server that may not be picked (down, drained or parked)
 /// and of the padding slots past the last server.
 pub(crate) const UNAVAILABLE: u64 = u64::MAX;
@@ -72,6 +73,22 @@ const RETRIES: usize = 8;
 /// How often parked (ejected) servers are released to be checked again, in
 /// milliseconds of the ejection clock ([`crate::health::now_ms`]).
 pub(crate) const PARK_RECHECK_MS: u64 = 10;
+
+/// `⌈2^60 / weight⌉`: [`load_key`] multiplies by it instead of dividing.
+fn reciprocal(weight: u32) -> u64 {
+    let w = u64::from(weight.max(1));
+    (1u64 << 60).div_ceil(w)
+}
+
+/// `⌊min(in_flight, LOAD_CAP) × 2^20 / weight⌋`, computed as
+/// `in_flight × ⌈2^60 / weight⌉ >> 40`. Exact: the rounding of the
+/// reciprocal adds less than `2^23 / 2^40 = 2^-17` to a quotient whose
+/// fractional part is at most `1 − 1/weight`, and `1/weight > 2^-17` for
+/// every weight up to 2^17 (weights are at most 1000).
+#[inline]
+fn load_key(in_flight: u64, reciprocal: u64) -> u64 {
+    ((u128::from(in_flight.min(LOAD_CAP)) * u128::from(reciprocal)) >> (60 - SCALE_BITS)) as u64
+}
 
 /// What settling one node did.
 enum Step {
@@ -115,8 +132,8 @@ pub(crate) struct LoadIndex {
     first: [usize; MAX_LEVELS],
     /// Slots in use per level.
     lens: [usize; MAX_LEVELS],
-    /// Server weights (≥ 1).
-    weights: Box<[u32]>,
+    /// Per server, [`reciprocal`] of its weight.
+    reciprocals: Box<[u64]>,
     /// Bit set of parked servers.
     parked: Box<[AtomicU64]>,
     /// At least the number of bits set in `parked`.
@@ -164,7 +181,7 @@ impl LoadIndex {
             levels,
             first,
             lens,
-            weights: servers.iter().map(|s| s.weight.max(1)).collect(),
+            reciprocals: servers.iter().map(|s| reciprocal(s.weight)).collect(),
             parked: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             parked_count: AtomicUsize::new(0),
             recheck_at: AtomicU64::new(0),
@@ -226,7 +243,7 @@ impl LoadIndex {
         if !available || self.is_parked(i) {
             UNAVAILABLE
         } else {
-            (in_flight.min(LOAD_CAP) << SCALE_BITS) / u64::from(self.weights[i])
+            load_key(in_flight, self.reciprocals[i])
         }
     }
 
@@ -397,6 +414,27 @@ impl LoadIndex {
     /// `m` and which is not in `skip`; `None` when the tree shows none (it
     /// may have moved since `m` was read).
     pub(crate) fn find(&self, start: usize, m: u64, skip: &[usize]) -> Option<usize> {
+        if skip.is_empty() {
+            // The top line's first and last subtrees holding key `m`: when
+            // `start` lies outside them, the answer is the first leaf of the
+            // first (directly, or after wrapping), one descent.
+            let top = self.top();
+            let line = self.line(top, 0);
+            let (mut first, mut last) = (FANOUT, 0);
+            for (j, node) in line.0.iter().enumerate() {
+                if node.load(SeqCst) <= m {
+                    first = first.min(j);
+                    last = j;
+                }
+            }
+            if first == FANOUT {
+                return None;
+            }
+            let at = start >> (3 * top);
+            if at < first || at > last {
+                return self.descend(top, first, m);
+            }
+        }
         let mut from = start;
         while let Some(i) = self.first_from(from, m) {
             if !skip.contains(&i) {
@@ -586,5 +624,23 @@ impl IndexLinks {
     #[cfg(test)]
     pub(crate) fn count(&self) -> usize {
         self.links.load().as_ref().map_or(0, |l| l.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reciprocal_key_is_the_exact_quotient() {
+        let loads = (0..5000).chain([LOAD_CAP - 1, LOAD_CAP, LOAD_CAP + 1, u64::MAX]);
+        let loads: Vec<u64> = loads.collect();
+        for w in 1..=1000u32 {
+            let r = reciprocal(w);
+            for &x in &loads {
+                let want = (x.min(LOAD_CAP) << SCALE_BITS) / u64::from(w);
+                assert_eq!(load_key(x, r), want, "in_flight {x} weight {w}");
+            }
+        }
     }
 }
