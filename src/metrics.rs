@@ -147,6 +147,9 @@ pub struct ListenerStats {
     pub tls_handshakes: AtomicU64,
     /// Failed or timed-out TLS handshakes.
     pub tls_failures: AtomicU64,
+    /// `max_connections` / `max_connections_per_ip` and their counts,
+    /// shared by every accept loop of the listener.
+    pub conn_limit: std::sync::Arc<crate::limits::ConnLimiter>,
 }
 
 /// Process-wide counters.

@@ -10,6 +10,7 @@
 mod affinity;
 mod health;
 pub mod jwt;
+pub mod limits;
 mod route_extra;
 pub mod validate;
 
@@ -48,6 +49,11 @@ pub struct RawConfig {
     /// How long a graceful shutdown waits for in-flight requests (default `30s`).
     #[serde(default, with = "humantime_serde")]
     pub drain_timeout: Option<Duration>,
+    /// Named rate-limit policies; routes use them by name (`docs/limits.md`).
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, Spanned<limits::RawRateLimit>>,
+    /// The Redis shared by `store: redis` policies.
+    pub redis: Option<Spanned<limits::RawRedis>>,
 }
 
 /// The admin listener (plain HTTP; keep it on loopback or a private network).
@@ -78,6 +84,12 @@ pub struct RawListener {
     /// How long an idle keep-alive client connection is kept open (default `60s`).
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    /// Most open client connections; past it new ones wait in the kernel
+    /// backlog (absent = no cap).
+    pub max_connections: Option<Spanned<usize>>,
+    /// Most open connections from one client address; past it a new one is
+    /// closed at once (absent = no cap).
+    pub max_connections_per_ip: Option<Spanned<usize>>,
 }
 
 /// TLS termination settings of a listener.
@@ -112,6 +124,15 @@ pub struct RawRoute {
     /// Claim name → upstream header set from the verified bearer token;
     /// client-sent copies of those headers are removed.
     pub forward_claims: Option<Spanned<BTreeMap<String, String>>>,
+    /// Rate-limit policies (a name or a list) checked in order; over the
+    /// limit: 429 with `Retry-After` and `RateLimit` headers.
+    pub rate_limit: Option<Spanned<limits::RawNames>>,
+    /// Client addresses (CIDR) that may use this route; others get 403.
+    pub allow: Option<Spanned<Vec<String>>>,
+    /// Client addresses (CIDR) refused with 403, checked before `allow`.
+    pub deny: Option<Spanned<Vec<String>>>,
+    /// Largest request body (`10MiB`, or bytes); larger gets 413.
+    pub max_request_body: Option<Spanned<limits::RawByteSize>>,
 }
 
 /// The matchers of a route.

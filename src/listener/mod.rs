@@ -131,15 +131,27 @@ impl Listener {
     ) {
         let this = self;
         let conn_shutdown = shutdown.clone();
+        let conn_limit = Arc::clone(&this.stats.conn_limit);
         loop {
+            // max_connections: no slot, no accept (connections wait in the backlog).
+            let slot = tokio::select! {
+                slot = conn_limit.reserve() => slot,
+                _ = stopped(&mut shutdown) => break,
+            };
             tokio::select! {
                 accepted = this.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        // max_connections_per_ip: past it, closed at once.
+                        let Some(permit) = slot.admit(peer.ip()) else {
+                            drop(stream);
+                            continue;
+                        };
                         let this = Arc::clone(&this);
                         let snapshot = Arc::clone(&snapshot);
                         let shutdown = conn_shutdown.clone();
                         tracker.spawn(async move {
                             this.serve_connection(stream, peer, snapshot, shutdown).await;
+                            drop(permit);
                         });
                     }
                     Err(e) => {

@@ -10,6 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::access_log::AccessRecord;
+use crate::limits::BodyLimit;
 use crate::listener::RequestGuard;
 use crate::upstream::pool::Checkout;
 use crate::upstream::{InFlightGuard, ServerState};
@@ -42,6 +43,8 @@ pub type BodyError = hyper::Error;
 pub struct BodySlot {
     slot: Arc<Mutex<Option<Incoming>>>,
     hint: SizeHint,
+    /// `max_request_body` while the body streams (see `limits::body_limit`).
+    limit: Option<Arc<BodyLimit>>,
 }
 
 impl BodySlot {
@@ -51,6 +54,16 @@ impl BodySlot {
         BodySlot {
             slot: Arc::new(Mutex::new(Some(body))),
             hint,
+            limit: None,
+        }
+    }
+
+    /// Parks `body`, counting its bytes against `limit` as they stream: past
+    /// it the body stops (never yields the frame) and the limit is flagged.
+    pub fn with_limit(body: Incoming, limit: Option<Arc<BodyLimit>>) -> Self {
+        BodySlot {
+            limit,
+            ..Self::new(body)
         }
     }
 
@@ -97,7 +110,18 @@ impl Body for UpstreamBody {
                     *taken = slot.slot.lock().ok().and_then(|mut s| s.take());
                 }
                 match taken {
-                    Some(body) => Pin::new(body).poll_frame(cx),
+                    Some(body) => {
+                        let polled = Pin::new(body).poll_frame(cx);
+                        if let (Poll::Ready(Some(Ok(frame))), Some(limit)) = (&polled, &slot.limit)
+                        {
+                            if limit.add(frame.data_ref().map_or(0, Bytes::len)) {
+                                // Past max_request_body: the upstream request is
+                                // abandoned by `BodyLimit::race`; nothing more is sent.
+                                return Poll::Pending;
+                            }
+                        }
+                        polled
+                    }
                     // Another attempt already consumed the body: end here; the
                     // retry logic never lets this happen.
                     None => Poll::Ready(None),

@@ -25,6 +25,8 @@ pub struct Snapshot {
     pub groups: Vec<Arc<ServerGroup>>,
     /// Counters of each route, in route order.
     pub route_stats: Vec<Arc<RouteStats>>,
+    /// Rate limits, IP rules and body limits of each route.
+    pub limits: crate::limits::Limits,
 }
 
 impl Snapshot {
@@ -36,7 +38,16 @@ impl Snapshot {
             .iter()
             .map(|g| Arc::new(ServerGroup::new(g, registry)))
             .collect();
+        // Listener connection caps apply at start and on every reload.
+        for l in &config.listeners {
+            registry
+                .listener_stats(&l.name)
+                .conn_limit
+                .configure(l.max_connections, l.max_connections_per_ip);
+        }
+        let route_names: Vec<Arc<str>> = config.routes.iter().map(|r| r.name.clone()).collect();
         Snapshot {
+            limits: crate::limits::Limits::build(&config.limits, &route_names, &registry.limits),
             routes: RouteTable::new(config.routes.clone()).with_jwt(config.jwt.clone()),
             groups,
             route_stats: config

@@ -115,10 +115,27 @@ async fn proxy(
         group.stats.duration.observe(elapsed);
     };
 
+    // Traffic protection (limits/): IP rules, body size, rate limits.
+    let protection = snapshot.limits.route(route_index);
+    let mut rate_headers = None;
+    if let Some(p) = protection {
+        match protect(p, conn, &req, claims.as_deref()).await {
+            Ok(h) => rate_headers = h,
+            Err(resp) => {
+                observe(resp.status().as_u16());
+                return finish_refusal(resp, record);
+            }
+        }
+    }
+    let body_limit = protection
+        .and_then(|p| p.max_request_body)
+        .map(crate::limits::BodyLimit::new);
+
     let upgrade = upgrade::requested(&mut req);
     let (mut parts, body) = req.into_parts();
     let ctx_uri = parts.uri.clone();
-    let slot = (!http_body::Body::is_end_stream(&body)).then(|| BodySlot::new(body));
+    let slot = (!http_body::Body::is_end_stream(&body))
+        .then(|| BodySlot::with_limit(body, body_limit.clone()));
     headers::rewrite_request(
         &mut parts.headers,
         &conn.client,
@@ -188,7 +205,22 @@ async fn proxy(
 
         let guard = server.state.start_request();
         let sent = Instant::now();
-        let result = forward::send(group, server, upstream_req).await;
+        let result = match &body_limit {
+            None => forward::send(group, server, upstream_req).await,
+            Some(limit) => match limit.race(forward::send(group, server, upstream_req)).await {
+                Some(result) => result,
+                None => {
+                    // The body streamed past max_request_body: the upstream
+                    // request is dropped (its connection closed), not retried.
+                    drop(guard);
+                    if let Some(p) = protection {
+                        metrics::inc(&p.counters.body_too_large);
+                    }
+                    observe(413);
+                    return error_response(StatusCode::PAYLOAD_TOO_LARGE, record);
+                }
+            },
+        };
         match &result {
             // Time to response headers feeds the peak EWMA; a timeout is a
             // lower bound of it and counts too (so a hanging server looks slow).
@@ -218,6 +250,10 @@ async fn proxy(
                 };
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::rewrite_response(&mut rparts.headers, rparts.version);
+                if let Some((policy, state)) = rate_headers.take() {
+                    rparts.headers.insert(RATELIMIT_POLICY, policy);
+                    rparts.headers.insert(RATELIMIT, state);
+                }
                 if let Some(s) = &session {
                     s.finish(index, conn.client.proto == "https", &mut rparts.headers);
                 }
@@ -308,7 +344,8 @@ fn route_request(
     match snapshot.routes.lookup_index(&view) {
         Some(index) => {
             let route = &snapshot.routes.routes()[index];
-            let claims = if route.forward_claims.is_empty() {
+            let needs_claims = snapshot.limits.route(index).is_some_and(|l| l.needs_claims);
+            let claims = if route.forward_claims.is_empty() && !needs_claims {
                 None
             } else {
                 token.as_ref().and_then(|t| t.verified().cloned())
@@ -321,6 +358,78 @@ fn route_request(
                 .is_some_and(|t| matches!(t.outcome(), TokenOutcome::Invalid)),
         },
     }
+}
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
+const RATELIMIT_POLICY: header::HeaderName = header::HeaderName::from_static("ratelimit-policy");
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+const RATELIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit");
+
+/// Runs a route's protection checks: IP rules (403), `Content-Length`
+/// against `max_request_body` (413), rate limits (429, or 503 when Redis
+/// fails with `on_error: deny`). `Ok` carries the `RateLimit` headers for
+/// the response; `Err` the refusal (its body not yet tied to the access log).
+async fn protect(
+    p: &crate::limits::runtime::RouteLimits,
+    conn: &Downstream,
+    req: &Request<Incoming>,
+    claims: Option<&Verified>,
+) -> Result<Option<(HeaderValue, HeaderValue)>, Response<ProxyBody>> {
+    let client_ip = conn.peer.ip();
+    if let Some(rules) = &p.ip_rules {
+        if !rules.permits(client_ip) {
+            metrics::inc(&p.counters.ip_denied);
+            return Err(error_response(StatusCode::FORBIDDEN, None));
+        }
+    }
+    if let Some(max) = p.max_request_body {
+        if crate::limits::body_limit::content_length_exceeds(req.headers(), max) {
+            metrics::inc(&p.counters.body_too_large);
+            return Err(error_response(StatusCode::PAYLOAD_TOO_LARGE, None));
+        }
+    }
+    if p.policies.is_empty() {
+        return Ok(None);
+    }
+    let input = crate::limits::policy::KeyInput {
+        client_ip,
+        uri: req.uri(),
+        headers: req.headers(),
+        claims: claims.map(|v| &v.claims),
+    };
+    match p.check(&input).await {
+        crate::limits::RateOutcome::Allowed(h) => Ok(h),
+        crate::limits::RateOutcome::Limited {
+            retry_after,
+            headers,
+        } => {
+            let mut resp = error_response(StatusCode::TOO_MANY_REQUESTS, None);
+            let h = resp.headers_mut();
+            h.insert(header::RETRY_AFTER, retry_after);
+            if let Some((policy, state)) = headers {
+                h.insert(RATELIMIT_POLICY, policy);
+                h.insert(RATELIMIT, state);
+            }
+            Err(resp)
+        }
+        crate::limits::RateOutcome::Unavailable => {
+            Err(error_response(StatusCode::SERVICE_UNAVAILABLE, None))
+        }
+    }
+}
+
+/// Ties a refusal built by [`protect`] to the access-log record.
+fn finish_refusal(
+    resp: Response<ProxyBody>,
+    record: Option<Box<AccessRecord>>,
+) -> Response<ProxyBody> {
+    let status = resp.status();
+    let (parts, _) = resp.into_parts();
+    let mut fresh = error_response(status, record);
+    for (name, value) in &parts.headers {
+        fresh.headers_mut().insert(name.clone(), value.clone());
+    }
+    fresh
 }
 
 /// 401 for a request whose bearer token failed verification when no route
