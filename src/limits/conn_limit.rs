@@ -116,23 +116,30 @@ impl ConnLimiter {
     pub async fn reserve(self: &Arc<Self>) -> Slot {
         let mut counted_pause = false;
         loop {
-            let notified = self.freed.notified();
-            tokio::pin!(notified);
-            // Registered before the check: a release between the check and
-            // the await still wakes us.
-            notified.as_mut().enable();
             let max = self.max.load(Ordering::Relaxed);
+            if max == 0 {
+                // No cap: one atomic add, no waiting machinery.
+                self.open.fetch_add(1, Ordering::AcqRel);
+                return self.slot();
+            }
             let cur = self.open.load(Ordering::Relaxed);
-            if max == 0 || cur < max {
+            if cur < max {
                 if self
                     .open
                     .compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return Slot {
-                        limiter: Arc::clone(self),
-                    };
+                    return self.slot();
                 }
+                continue;
+            }
+            // At the cap. Register for the wake-up before checking again, so
+            // a release between the check and the await is not missed.
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let max = self.max.load(Ordering::Relaxed);
+            if max == 0 || self.open.load(Ordering::Relaxed) < max {
                 continue;
             }
             if !counted_pause {
@@ -140,6 +147,12 @@ impl ConnLimiter {
                 self.paused.fetch_add(1, Ordering::Relaxed);
             }
             notified.await;
+        }
+    }
+
+    fn slot(self: &Arc<Self>) -> Slot {
+        Slot {
+            limiter: Arc::clone(self),
         }
     }
 

@@ -30,41 +30,55 @@ pub fn retry_after(d: &Decision) -> HeaderValue {
     HeaderValue::from(ceil_secs(d.retry_after, 1))
 }
 
-/// The `RateLimit-Policy` and `RateLimit` values for the policies a request
-/// was checked against, in order. Policy names are validated to be tokens
-/// (letters, digits, `_`, `-`, `.`), so they need no escaping.
-pub fn values<'a>(
-    checked: impl IntoIterator<Item = (&'a PolicyConfig, &'a Decision)>,
-) -> Option<(HeaderValue, HeaderValue)> {
-    let mut policy = String::new();
-    let mut state = String::new();
-    for (p, d) in checked {
-        if !policy.is_empty() {
-            policy.push_str(", ");
-            state.push_str(", ");
+/// The `RateLimit-Policy` value of a route's policies (built once per
+/// config). Policy names are validated to be tokens (letters, digits, `_`,
+/// `-`, `.`), so they need no escaping.
+pub fn policy_value<'a>(
+    policies: impl IntoIterator<Item = &'a PolicyConfig>,
+) -> Option<HeaderValue> {
+    let mut out = String::new();
+    for p in policies {
+        if !out.is_empty() {
+            out.push_str(", ");
         }
         let _ = write!(
-            policy,
+            out,
             "\"{}\";q={};w={}",
             p.name,
             p.burst,
             ceil_secs(p.window(), 1)
         );
+    }
+    to_value(out)
+}
+
+/// The `RateLimit` value for the policies a request was checked against,
+/// in order.
+pub fn state_value<'a>(
+    checked: impl IntoIterator<Item = (&'a PolicyConfig, &'a Decision)>,
+) -> Option<HeaderValue> {
+    let mut out = String::with_capacity(48);
+    for (p, d) in checked {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
         let _ = write!(
-            state,
+            out,
             "\"{}\";r={};t={}",
             p.name,
             d.remaining,
             ceil_secs(d.reset, 0)
         );
     }
-    if policy.is_empty() {
+    to_value(out)
+}
+
+fn to_value(s: String) -> Option<HeaderValue> {
+    if s.is_empty() {
         return None;
     }
-    Some((
-        HeaderValue::from_str(&policy).ok()?,
-        HeaderValue::from_str(&state).ok()?,
-    ))
+    // No copy: the string's buffer becomes the header's.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
 }
 
 #[cfg(test)]
@@ -91,7 +105,8 @@ mod tests {
         };
         let refused = Decision::refused(Duration::from_millis(100), 10, p.period);
         let ok = Decision::allowed(49, 50, q.period);
-        let (policy, state) = values([(&p, &refused), (&q, &ok)]).unwrap();
+        let policy = policy_value([&p, &q]).unwrap();
+        let state = state_value([(&p, &refused), (&q, &ok)]).unwrap();
         assert_eq!(policy, "\"per_client\";q=10;w=1, \"per_key\";q=50;w=50");
         assert_eq!(state, "\"per_client\";r=0;t=1, \"per_key\";r=49;t=1");
         assert_eq!(retry_after(&refused), "1");
@@ -99,6 +114,7 @@ mod tests {
             retry_after(&Decision::refused(Duration::from_millis(2500), 1, q.period)),
             "3"
         );
-        assert!(values([]).is_none());
+        assert!(state_value([]).is_none());
+        assert!(policy_value([]).is_none());
     }
 }

@@ -171,6 +171,8 @@ pub struct RouteLimits {
     pub policies: Vec<RoutePolicy>,
     /// A policy keys on a JWT claim: the route needs the verified token.
     pub needs_claims: bool,
+    /// `RateLimit-Policy` of the route's policies, built once.
+    policy_header: Option<HeaderValue>,
     /// The route's counters.
     pub counters: Arc<RouteCounters>,
     redis: Option<Arc<RedisStore>>,
@@ -256,7 +258,7 @@ impl RouteLimits {
                 }
             }
         }
-        RateOutcome::Allowed(headers::values(checked.iter().map(|(p, d)| (*p, d))))
+        RateOutcome::Allowed(self.headers(&checked))
     }
 
     fn refused(&self, checked: &[(&PolicyConfig, Decision)]) -> RateOutcome {
@@ -268,8 +270,13 @@ impl RouteLimits {
         }
         RateOutcome::Limited {
             retry_after: headers::retry_after(d),
-            headers: headers::values(checked.iter().map(|(p, d)| (*p, d))),
+            headers: self.headers(checked),
         }
+    }
+
+    fn headers(&self, checked: &[(&PolicyConfig, Decision)]) -> Option<(HeaderValue, HeaderValue)> {
+        let state = headers::state_value(checked.iter().map(|(p, d)| (*p, d)))?;
+        Some((self.policy_header.clone()?, state))
     }
 }
 
@@ -326,6 +333,7 @@ impl Limits {
                     ip_rules: r.ip_rules.clone(),
                     max_request_body: r.max_request_body,
                     needs_claims: policies.iter().any(|p| p.config.key.needs_claims()),
+                    policy_header: headers::policy_value(policies.iter().map(|p| &p.config)),
                     policies,
                     counters: registry.route_counters(name),
                     redis: redis.clone(),
