@@ -13,7 +13,7 @@
 //! connection opens and once when it closes (never per request).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -157,9 +157,7 @@ impl ConnLimiter {
     }
 
     fn shard(&self, ip: &IpAddr) -> &Mutex<HashMap<IpAddr, u32>> {
-        let mut h = self.hasher.build_hasher();
-        ip.hash(&mut h);
-        &self.ips[(h.finish() as usize) % SHARDS]
+        &self.ips[(self.hasher.hash_one(ip) as usize) % SHARDS]
     }
 
     fn release(&self) {

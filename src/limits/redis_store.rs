@@ -184,7 +184,7 @@ impl RedisStore {
                 Ok(r) => r?,
                 Err(_) => return Err(RedisStoreError::Timeout(self.config.timeout)),
             };
-        if reply.len() % 4 != 0 || reply.len() / 4 > buckets.len() || reply.is_empty() {
+        if !reply.len().is_multiple_of(4) || reply.len() / 4 > buckets.len() || reply.is_empty() {
             return Err(RedisStoreError::Reply);
         }
         let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));

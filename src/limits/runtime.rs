@@ -33,12 +33,17 @@ pub struct PolicyCounters {
     pub redis_failed_closed: AtomicU64,
 }
 
+/// Local limiters by policy name, with the policy they were built for.
+type LocalLimiters = HashMap<Arc<str>, (PolicyConfig, Arc<LocalLimiter>)>;
+/// 429 counters by (route, policy).
+type LimitedCounters = HashMap<(Arc<str>, Arc<str>), Arc<AtomicU64>>;
+
 /// Protection state that lives across reloads. One per process.
 #[derive(Debug, Default)]
 pub struct LimitsRegistry {
-    local: Mutex<HashMap<Arc<str>, (PolicyConfig, Arc<LocalLimiter>)>>,
+    local: Mutex<LocalLimiters>,
     redis: Mutex<Option<Arc<RedisStore>>>,
-    limited: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<AtomicU64>>>,
+    limited: Mutex<LimitedCounters>,
     routes: Mutex<HashMap<Arc<str>, Arc<RouteCounters>>>,
     policies: Mutex<HashMap<Arc<str>, Arc<PolicyCounters>>>,
     warned: Arc<AtomicU64>,
