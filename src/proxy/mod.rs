@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod body;
 pub mod headers;
+pub mod protection;
 pub mod service;
 pub mod upgrade;
 

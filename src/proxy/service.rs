@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use super::access_log::{self, AccessRecord};
 use super::body::{BodySlot, Pooled, ProxyBody, UpstreamBody};
 use super::headers::{self, ClientInfo};
+use super::protection;
 use super::upgrade;
 use super::Snapshot;
 use crate::affinity::{self, Session};
@@ -119,11 +120,13 @@ async fn proxy(
     let protection = snapshot.limits.route(route_index);
     let mut rate_headers = None;
     if let Some(p) = protection {
-        match protect(p, conn, &req, claims.as_deref()).await {
+        match protection::check(p, conn.peer.ip(), &req, claims.as_deref()).await {
             Ok(h) => rate_headers = h,
-            Err(resp) => {
-                observe(resp.status().as_u16());
-                return finish_refusal(resp, record);
+            Err(refusal) => {
+                observe(refusal.status.as_u16());
+                let mut resp = error_response(refusal.status, record);
+                resp.headers_mut().extend(refusal.headers);
+                return resp;
             }
         }
     }
@@ -250,9 +253,8 @@ async fn proxy(
                 };
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::rewrite_response(&mut rparts.headers, rparts.version);
-                if let Some((policy, state)) = rate_headers.take() {
-                    rparts.headers.insert(RATELIMIT_POLICY, policy);
-                    rparts.headers.insert(RATELIMIT, state);
+                if let Some(h) = rate_headers.take() {
+                    protection::add_rate_headers(&mut rparts.headers, h);
                 }
                 if let Some(s) = &session {
                     s.finish(index, conn.client.proto == "https", &mut rparts.headers);
@@ -358,78 +360,6 @@ fn route_request(
                 .is_some_and(|t| matches!(t.outcome(), TokenOutcome::Invalid)),
         },
     }
-}
-
-/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
-const RATELIMIT_POLICY: header::HeaderName = header::HeaderName::from_static("ratelimit-policy");
-/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
-const RATELIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit");
-
-/// Runs a route's protection checks: IP rules (403), `Content-Length`
-/// against `max_request_body` (413), rate limits (429, or 503 when Redis
-/// fails with `on_error: deny`). `Ok` carries the `RateLimit` headers for
-/// the response; `Err` the refusal (its body not yet tied to the access log).
-async fn protect(
-    p: &crate::limits::runtime::RouteLimits,
-    conn: &Downstream,
-    req: &Request<Incoming>,
-    claims: Option<&Verified>,
-) -> Result<Option<(HeaderValue, HeaderValue)>, Response<ProxyBody>> {
-    let client_ip = conn.peer.ip();
-    if let Some(rules) = &p.ip_rules {
-        if !rules.permits(client_ip) {
-            metrics::inc(&p.counters.ip_denied);
-            return Err(error_response(StatusCode::FORBIDDEN, None));
-        }
-    }
-    if let Some(max) = p.max_request_body {
-        if crate::limits::body_limit::content_length_exceeds(req.headers(), max) {
-            metrics::inc(&p.counters.body_too_large);
-            return Err(error_response(StatusCode::PAYLOAD_TOO_LARGE, None));
-        }
-    }
-    if p.policies.is_empty() {
-        return Ok(None);
-    }
-    let input = crate::limits::policy::KeyInput {
-        client_ip,
-        uri: req.uri(),
-        headers: req.headers(),
-        claims: claims.map(|v| &v.claims),
-    };
-    match p.check(&input).await {
-        crate::limits::RateOutcome::Allowed(h) => Ok(h),
-        crate::limits::RateOutcome::Limited {
-            retry_after,
-            headers,
-        } => {
-            let mut resp = error_response(StatusCode::TOO_MANY_REQUESTS, None);
-            let h = resp.headers_mut();
-            h.insert(header::RETRY_AFTER, retry_after);
-            if let Some((policy, state)) = headers {
-                h.insert(RATELIMIT_POLICY, policy);
-                h.insert(RATELIMIT, state);
-            }
-            Err(resp)
-        }
-        crate::limits::RateOutcome::Unavailable => {
-            Err(error_response(StatusCode::SERVICE_UNAVAILABLE, None))
-        }
-    }
-}
-
-/// Ties a refusal built by [`protect`] to the access-log record.
-fn finish_refusal(
-    resp: Response<ProxyBody>,
-    record: Option<Box<AccessRecord>>,
-) -> Response<ProxyBody> {
-    let status = resp.status();
-    let (parts, _) = resp.into_parts();
-    let mut fresh = error_response(status, record);
-    for (name, value) in &parts.headers {
-        fresh.headers_mut().insert(name.clone(), value.clone());
-    }
-    fresh
 }
 
 /// 401 for a request whose bearer token failed verification when no route
