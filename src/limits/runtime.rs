@@ -355,3 +355,35 @@ impl Limits {
         self.routes.get(index).and_then(Option::as_ref)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_at_most_once_a_second() {
+        let clock = AtomicU64::new(0);
+        assert!(should_warn(&clock));
+        let again: Vec<bool> = (0..1000).map(|_| should_warn(&clock)).collect();
+        // At most one more warning, when the second turned over meanwhile.
+        assert!(again.iter().filter(|w| **w).count() <= 1);
+    }
+
+    #[test]
+    fn unchanged_policies_keep_their_limiter() {
+        let p = PolicyConfig {
+            name: "p".into(),
+            key: super::super::RateKey::ClientIp,
+            count: 1,
+            period: std::time::Duration::from_secs(1),
+            burst: 1,
+            store: Store::Local,
+            max_keys: 10,
+        };
+        let reg = LimitsRegistry::default();
+        let a = reg.local(&p);
+        assert!(Arc::ptr_eq(&a, &reg.local(&p)));
+        let changed = PolicyConfig { burst: 2, ..p };
+        assert!(!Arc::ptr_eq(&a, &reg.local(&changed)));
+    }
+}
