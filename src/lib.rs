@@ -26,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod health;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;

@@ -214,6 +214,9 @@ pub struct ListenerStats {
     pub tls_failures: Counter,
     /// Requests weir refused itself, by reason (`weir_downstream_rejected_total`).
     pub rejected: crate::proxy::reject::RejectStats,
+    /// `max_connections` / `max_connections_per_ip` and their counts,
+    /// shared by every accept loop of the listener.
+    pub conn_limit: std::sync::Arc<crate::limits::ConnLimiter>,
 }
 
 /// Process-wide counters.

@@ -33,7 +33,8 @@ struct Scrape {
     running: Running,
 }
 
-fn counter(
+/// Encodes one counter family.
+pub(crate) fn counter(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -46,7 +47,8 @@ fn counter(
     Ok(())
 }
 
-fn gauge(
+/// Encodes one gauge family.
+pub(crate) fn gauge(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -309,6 +311,8 @@ impl Collector for Scrape {
                 })
             }),
         )?;
+
+        crate::limits::metrics::encode(&mut enc, &registry.limits, &listeners)?;
 
         let global = &registry.global;
         counter(

@@ -11,6 +11,7 @@ mod admin;
 mod affinity;
 mod health;
 pub mod jwt;
+pub mod limits;
 pub mod read;
 mod route_extra;
 pub mod validate;
@@ -51,6 +52,11 @@ pub struct RawConfig {
     /// How long a graceful shutdown waits for in-flight requests (default `30s`).
     #[serde(default, with = "humantime_serde")]
     pub drain_timeout: Option<Duration>,
+    /// Named rate-limit policies; routes use them by name (`docs/limits.md`).
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, Spanned<limits::RawRateLimit>>,
+    /// The Redis shared by `store: redis` policies.
+    pub redis: Option<Spanned<limits::RawRedis>>,
     /// Worker threads serving connections; 0 or absent = one per CPU core
     /// (nginx `worker_processes auto`). `--threads` overrides it.
     pub workers: Option<Spanned<usize>>,
@@ -107,6 +113,12 @@ pub struct RawListener {
     /// How long an idle keep-alive client connection is kept open (default `60s`).
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    /// Most open client connections; past it new ones wait in the kernel
+    /// backlog (absent = no cap).
+    pub max_connections: Option<Spanned<usize>>,
+    /// Most open connections from one client address; past it a new one is
+    /// closed at once (absent = no cap).
+    pub max_connections_per_ip: Option<Spanned<usize>>,
     /// Longest wait for the next bytes of a request body (default `10s`,
     /// nginx's `client_body_timeout`); past it the client gets 408.
     #[serde(default, with = "humantime_serde")]
@@ -148,6 +160,15 @@ pub struct RawRoute {
     /// Claim name → upstream header set from the verified bearer token;
     /// client-sent copies of those headers are removed.
     pub forward_claims: Option<Spanned<BTreeMap<String, String>>>,
+    /// Rate-limit policies (a name or a list) checked in order; over the
+    /// limit: 429 with `Retry-After` and `RateLimit` headers.
+    pub rate_limit: Option<Spanned<limits::RawNames>>,
+    /// Client addresses (CIDR) that may use this route; others get 403.
+    pub allow: Option<Spanned<Vec<String>>>,
+    /// Client addresses (CIDR) refused with 403, checked before `allow`.
+    pub deny: Option<Spanned<Vec<String>>>,
+    /// Largest request body (`10MiB`, or bytes); larger gets 413.
+    pub max_request_body: Option<Spanned<limits::RawByteSize>>,
 }
 
 /// The matchers of a route.

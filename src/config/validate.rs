@@ -77,6 +77,9 @@ pub struct Config {
     pub hash: u64,
     /// The sticky-cookie secret (`affinity:`); `None` = random per process.
     pub affinity: Option<AffinitySecret>,
+    /// Rate-limit policies, the Redis section, and each route's protection
+    /// (rate limits, IP rules, body limit), indexed like `routes`.
+    pub limits: crate::limits::LimitsConfig,
     /// Worker threads (`workers`); 0 = one per CPU core.
     pub workers: usize,
     /// The access log.
@@ -130,6 +133,10 @@ pub struct ListenerConfig {
     pub max_header_bytes: usize,
     /// Keep-alive idle timeout of client connections.
     pub idle_timeout: Duration,
+    /// `max_connections`: open client connections at most (`None` = no cap).
+    pub max_connections: Option<usize>,
+    /// `max_connections_per_ip`: open connections per client address at most.
+    pub max_connections_per_ip: Option<usize>,
     /// Longest wait for the next bytes of a request body (408 past it).
     pub client_body_timeout: Duration,
     /// Most header fields in one request (HTTP/1 and HTTP/2); more get 431.
@@ -341,6 +348,13 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
     if raw.routes.is_empty() {
         errs.at(None, "routes", "at least one route is required");
     }
+    let limits = super::limits::build(
+        &raw.rate_limits,
+        raw.redis.as_ref(),
+        &raw.routes,
+        raw.jwt.is_some(),
+        &mut errs,
+    );
 
     let workers = match &raw.workers {
         Some(w) if w.value > MAX_WORKERS => {
@@ -371,6 +385,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         admin_token,
         hash: 0,
         affinity: secret,
+        limits,
         workers,
         access_log,
     })
@@ -474,6 +489,20 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
         }
         keys
     });
+    let cap = |v: &Option<Spanned<usize>>, name: &str, errs: &mut Errors| match v {
+        Some(v) if v.value == 0 => {
+            errs.at(
+                Some(&v.referenced),
+                format!("{key}.{name}"),
+                "must be at least 1",
+            );
+            None
+        }
+        Some(v) => Some(v.value),
+        None => None,
+    };
+    let max_connections = cap(&l.max_connections, "max_connections", errs);
+    let max_connections_per_ip = cap(&l.max_connections_per_ip, "max_connections_per_ip", errs);
     let address = address?;
     Some(ListenerConfig {
         name: Arc::from(l.name.clone().unwrap_or_else(|| address.to_string())),
@@ -484,6 +513,8 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
             .unwrap_or(DEFAULT_REQUEST_HEADER_TIMEOUT),
         max_header_bytes,
         idle_timeout: l.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        max_connections,
+        max_connections_per_ip,
         client_body_timeout,
         max_headers,
     })

@@ -195,16 +195,35 @@ impl Listener {
             }
         };
         let conn_shutdown = shutdown.clone();
+        let conn_limit = Arc::clone(&this.stats.conn_limit);
         loop {
+            // max_connections: at the cap, no accept (connections wait in
+            // the kernel backlog).
+            tokio::select! {
+                () = conn_limit.below_cap() => {}
+                _ = stopped(&mut shutdown) => break,
+            }
             tokio::select! {
                 accepted = tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        // Usually at once; when other workers took the last
+                        // slots meanwhile, this connection waits for one.
+                        let slot = tokio::select! {
+                            slot = conn_limit.reserve() => slot,
+                            _ = stopped(&mut shutdown) => break,
+                        };
+                        // max_connections_per_ip: past it, closed at once.
+                        let Some(permit) = slot.admit(peer.ip()) else {
+                            drop(stream);
+                            continue;
+                        };
                         let this = Arc::clone(&this);
                         let snapshot = Arc::clone(&snapshot);
                         let shutdown = conn_shutdown.clone();
                         let conns = tracker.clone();
                         tracker.spawn(async move {
                             this.serve_connection(stream, peer, snapshot, shutdown, conns).await;
+                            drop(permit);
                         });
                     }
                     Err(e) => {

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 
 use super::access_log::AccessRecord;
 use super::client_body::{self, BodyTimeout, ClientFault, FaultCell};
+use crate::limits::BodyLimit;
 use crate::listener::RequestGuard;
 use crate::upstream::pool::Checkout;
 use crate::upstream::{InFlightGuard, ServerState};
@@ -56,6 +57,8 @@ pub struct BodySlot {
     hint: SizeHint,
     /// `client_body_timeout`: longest wait for the next frame of the body.
     timeout: Duration,
+    /// `max_request_body` while the body streams (see `limits::body_limit`).
+    limit: Option<Arc<BodyLimit>>,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +80,17 @@ impl BodySlot {
             state: Arc::default(),
             hint,
             timeout,
+            limit: None,
+        }
+    }
+
+    /// Parks `body` as [`Self::new`], counting its bytes against `limit` as
+    /// they stream: past it the body stops (never yields the frame) and the
+    /// limit is flagged.
+    pub fn with_limit(body: Incoming, timeout: Duration, limit: Option<Arc<BodyLimit>>) -> Self {
+        BodySlot {
+            limit,
+            ..Self::new(body, timeout)
         }
     }
 
@@ -150,6 +164,13 @@ impl Body for UpstreamBody {
                 };
                 match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(limit) = &slot.limit {
+                            if limit.add(frame.data_ref().map_or(0, Bytes::len)) {
+                                // Past max_request_body: the upstream request is
+                                // abandoned by `BodyLimit::race`; nothing more is sent.
+                                return Poll::Pending;
+                            }
+                        }
                         slot.state.waiting_on_client.store(false, Ordering::Relaxed);
                         if let Some(t) = timer {
                             t.as_mut().reset(tokio::time::Instant::now() + slot.timeout);

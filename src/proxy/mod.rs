@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod body;
 pub mod client_body;
 pub mod headers;
+pub mod protection;
 pub mod reject;
 pub mod request_checks;
 pub mod service;
@@ -32,6 +33,8 @@ pub struct Snapshot {
     pub groups: Vec<Arc<ServerGroup>>,
     /// Counters of each route, in route order.
     pub route_stats: Vec<Arc<RouteStats>>,
+    /// Rate limits, IP rules and body limits of each route.
+    pub limits: crate::limits::Limits,
     /// The admin token (`admin.token*`), read by the admin API on each
     /// mutating request, so a reload can change it.
     pub admin_token: Option<Arc<[u8]>>,
@@ -46,7 +49,16 @@ impl Snapshot {
             .iter()
             .map(|g| Arc::new(ServerGroup::new(g, registry)))
             .collect();
+        // Listener connection caps apply at start and on every reload.
+        for l in &config.listeners {
+            registry
+                .listener_stats(&l.name)
+                .conn_limit
+                .configure(l.max_connections, l.max_connections_per_ip);
+        }
+        let route_names: Vec<Arc<str>> = config.routes.iter().map(|r| r.name.clone()).collect();
         Snapshot {
+            limits: crate::limits::Limits::build(&config.limits, &route_names, &registry.limits),
             routes: RouteTable::new(config.routes.clone()).with_jwt(config.jwt.clone()),
             groups,
             route_stats: config

@@ -13,6 +13,7 @@ use super::access_log::{self, AccessRecord};
 use super::body::{BodySlot, Pooled, ProxyBody, UpstreamBody};
 use super::client_body::ClientFault;
 use super::headers::{self, ClientInfo};
+use super::protection;
 use super::reject::Reason;
 use super::request_checks;
 use super::upgrade;
@@ -137,10 +138,28 @@ async fn proxy(
         group.stats.duration.observe(elapsed);
     };
 
+    // Traffic protection (limits/): IP rules, body size, rate limits.
+    let protection = snapshot.limits.route(route_index);
+    let mut rate_headers = None;
+    if let Some(p) = protection {
+        match protection::check(p, conn.peer.ip(), &req, claims.as_deref()).await {
+            Ok(h) => rate_headers = h,
+            Err(refusal) => {
+                observe(refusal.status.as_u16());
+                let mut resp = error_response(refusal.status, record);
+                resp.headers_mut().extend(refusal.headers);
+                return resp;
+            }
+        }
+    }
+    let body_limit = protection
+        .and_then(|p| p.max_request_body)
+        .map(crate::limits::BodyLimit::new);
+
     let upgrade = upgrade::requested(&mut req);
     let (mut parts, body) = req.into_parts();
     let slot = (!http_body::Body::is_end_stream(&body))
-        .then(|| BodySlot::new(body, conn.limits.client_body_timeout));
+        .then(|| BodySlot::with_limit(body, conn.limits.client_body_timeout, body_limit.clone()));
     headers::rewrite_request(
         &mut parts.headers,
         &conn.client,
@@ -214,7 +233,22 @@ async fn proxy(
 
         let guard = server.state.start_request();
         let sent = Instant::now();
-        let mut result = forward::send(group, server, upstream_req).await;
+        let mut result = match &body_limit {
+            None => forward::send(group, server, upstream_req).await,
+            Some(limit) => match limit.race(forward::send(group, server, upstream_req)).await {
+                Some(result) => result,
+                None => {
+                    // The body streamed past max_request_body: the upstream
+                    // request is dropped (its connection closed), not retried.
+                    drop(guard);
+                    if let Some(p) = protection {
+                        metrics::inc(&p.counters.body_too_large);
+                    }
+                    observe(413);
+                    return error_response(StatusCode::PAYLOAD_TOO_LARGE, record);
+                }
+            },
+        };
         if let Some(fault) = result
             .as_ref()
             .err()
@@ -282,6 +316,9 @@ async fn proxy(
                 };
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::rewrite_response(&mut rparts.headers, rparts.version);
+                if let Some(h) = rate_headers.take() {
+                    protection::add_rate_headers(&mut rparts.headers, h);
+                }
                 if let Some(s) = &session {
                     s.finish(index, conn.client.proto == "https", &mut rparts.headers);
                 }
@@ -377,7 +414,8 @@ fn route_request(
     match snapshot.routes.lookup_index(&view) {
         Some(index) => {
             let route = &snapshot.routes.routes()[index];
-            let claims = if route.forward_claims.is_empty() {
+            let needs_claims = snapshot.limits.route(index).is_some_and(|l| l.needs_claims);
+            let claims = if route.forward_claims.is_empty() && !needs_claims {
                 None
             } else {
                 token.as_ref().and_then(|t| t.verified().cloned())

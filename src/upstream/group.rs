@@ -28,6 +28,8 @@ pub struct StateRegistry {
     listeners: Mutex<HashMap<Arc<str>, Arc<ListenerStats>>>,
     /// Process-wide counters (reloads, config hash).
     pub global: GlobalStats,
+    /// Rate-limit buckets, the Redis client and protection counters.
+    pub limits: crate::limits::LimitsRegistry,
 }
 
 fn entry<T: Default>(map: &Mutex<HashMap<Arc<str>, Arc<T>>>, name: &Arc<str>) -> Arc<T> {
