@@ -1,0 +1,220 @@
+//! `docs/configuration.md` names every key the config parser accepts.
+//!
+//! The keys are read from the source of the raw serde structs
+//! (`src/config/*.rs`, every `struct Raw…`): each field is a key, spelled as
+//! its `#[serde(rename = "...")]` says when it has one. Each must appear in
+//! the reference backticked (`` `key` ``). A new key without documentation
+//! fails this test.
+
+use std::path::Path;
+
+/// One accepted key: the struct it belongs to and its YAML name.
+#[derive(Debug)]
+struct Key {
+    file: String,
+    structure: String,
+    name: String,
+}
+
+/// The fields of every `struct Raw…` in `source`, with their serde names.
+/// Also returns the structs that lack `deny_unknown_fields`.
+fn raw_keys(file: &str, source: &str) -> (Vec<Key>, Vec<String>) {
+    let mut keys = Vec::new();
+    let mut lenient = Vec::new();
+    // Attribute lines seen since the last item (struct or field).
+    let mut attrs: Vec<&str> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in source.lines() {
+        let t = line.trim();
+        if t.starts_with("//") || t.is_empty() {
+            continue;
+        }
+        if t.starts_with("#[") {
+            attrs.push(t);
+            continue;
+        }
+        match &current {
+            None => {
+                let decl = t.strip_prefix("pub ").unwrap_or(t);
+                let decl = decl.strip_prefix("pub(crate) ").unwrap_or(decl);
+                if let Some(rest) = decl.strip_prefix("struct Raw") {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    let name = format!("Raw{name}");
+                    if !attrs.iter().any(|a| a.contains("deny_unknown_fields")) {
+                        lenient.push(format!("{file}: {name}"));
+                    }
+                    if t.ends_with('{') {
+                        current = Some(name);
+                    }
+                }
+            }
+            Some(structure) => {
+                if t.starts_with('}') {
+                    current = None;
+                } else if let Some((field, _)) = t.split_once(':') {
+                    let field = field.trim();
+                    let field = field.strip_prefix("pub ").unwrap_or(field).trim();
+                    let field = field.strip_prefix("r#").unwrap_or(field);
+                    if !field.is_empty()
+                        && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    {
+                        let name = attrs
+                            .iter()
+                            .find_map(|a| rename(a))
+                            .unwrap_or_else(|| field.to_string());
+                        keys.push(Key {
+                            file: file.to_string(),
+                            structure: structure.clone(),
+                            name,
+                        });
+                    }
+                }
+            }
+        }
+        attrs.clear();
+    }
+    (keys, lenient)
+}
+
+/// The `rename = "..."` of a `#[serde(...)]` attribute.
+fn rename(attr: &str) -> Option<String> {
+    if !attr.starts_with("#[serde(") {
+        return None;
+    }
+    let at = attr.find("rename")?;
+    let rest = attr[at + "rename".len()..].trim_start().strip_prefix('=')?;
+    let rest = rest.trim_start().strip_prefix('"')?;
+    Some(rest.split('"').next()?.to_string())
+}
+
+fn all_keys() -> (Vec<Key>, Vec<String>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("src/config")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.sort();
+    let mut keys = Vec::new();
+    let mut lenient = Vec::new();
+    for path in files {
+        let source = std::fs::read_to_string(&path).expect("read source");
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let (k, l) = raw_keys(&name, &source);
+        keys.extend(k);
+        lenient.extend(l);
+    }
+    (keys, lenient)
+}
+
+#[test]
+fn every_config_key_is_documented() {
+    let (keys, _) = all_keys();
+    // The scan itself must work: known keys from several files, renames applied.
+    for expected in [
+        "listeners",
+        "match",
+        "type",
+        "max_connections_per_ip",
+        "public_key_file",
+        "on_error",
+        "token_file",
+    ] {
+        assert!(
+            keys.iter().any(|k| k.name == expected),
+            "the source scan missed `{expected}`; found {keys:?}"
+        );
+    }
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.name == "matchers" || k.name == "kind"),
+        "serde renames were not applied"
+    );
+    assert!(keys.len() >= 90, "only {} keys found", keys.len());
+
+    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let doc = std::fs::read_to_string(&doc_path).expect("docs/configuration.md");
+    let missing: Vec<String> = keys
+        .iter()
+        .filter(|k| !doc.contains(&format!("`{}`", k.name)))
+        .map(|k| format!("`{}` ({} in src/config/{})", k.name, k.structure, k.file))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md does not mention these accepted keys:\n  {}",
+        missing.join("\n  ")
+    );
+}
+
+#[test]
+fn every_raw_struct_denies_unknown_keys() {
+    // The reference promises that unknown keys are errors.
+    let (_, lenient) = all_keys();
+    assert!(
+        lenient.is_empty(),
+        "raw config structs without #[serde(deny_unknown_fields)]: {lenient:?}"
+    );
+}
+
+/// The first ```yaml block of `docs/configuration.md`: the skeleton.
+fn skeleton(doc: &str) -> &str {
+    let start = doc.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let len = doc[start..].find("```").expect("the end of the yaml block");
+    &doc[start..start + len]
+}
+
+#[test]
+fn the_skeleton_parses() {
+    // Syntax and types only (no files, secrets or DNS): every key in the
+    // skeleton is one the parser accepts.
+    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let doc = std::fs::read_to_string(&doc_path).expect("docs/configuration.md");
+    if let Err(e) = weir::config::parse(skeleton(&doc), Path::new("skeleton.yaml")) {
+        panic!("the skeleton of docs/configuration.md does not parse:\n{e}");
+    }
+}
+
+#[test]
+fn not_yet_supported_keys_are_rejected() {
+    // docs/configuration.md lists these under "Not yet supported"; when one
+    // becomes a key, move it into the reference.
+    let yaml = |top: &str, listener: &str, tls: &str, route: &str, group: &str, server: &str| {
+        format!(
+            "{top}listeners:\n  - address: 127.0.0.1:0\n{listener}    tls:\n      certificates:\n        - {{ cert: a.crt, key: a.key }}\n{tls}routes:\n  - group: g\n{route}groups:\n  g:\n{group}    servers:\n      - address: 127.0.0.1:9001\n{server}"
+        )
+    };
+    let base = yaml("", "", "", "", "", "");
+    if let Err(e) = weir::config::parse(&base, Path::new("t.yaml")) {
+        panic!("the base config does not parse:\n{e}");
+    }
+    let cases = [
+        yaml("cache: {}\n", "", "", "", "", ""),
+        yaml("", "    proxy_protocol: true\n", "", "", "", ""),
+        yaml("", "", "      client_auth: {}\n", "", "", ""),
+        yaml("", "", "      acme: {}\n", "", "", ""),
+        yaml("", "", "", "    cache: true\n", "", ""),
+        yaml("", "", "", "    compression: {}\n", "", ""),
+        yaml("", "", "", "    redirect: {}\n", "", ""),
+        yaml("", "", "", "    rewrite: {}\n", "", ""),
+        yaml("", "", "", "    request_headers: {}\n", "", ""),
+        yaml("", "", "", "    response_headers: {}\n", "", ""),
+        yaml("", "", "", "", "    protocol: http2\n", ""),
+        yaml("", "", "", "", "    tls: {}\n", ""),
+        yaml("", "", "", "", "    proxy_protocol: v2\n", ""),
+        yaml("", "", "", "", "    discovery: {}\n", ""),
+        yaml("", "", "", "", "    queue: {}\n", ""),
+        yaml("", "", "", "", "", "        max_connections: 10\n"),
+        yaml("", "", "", "", "", "        backup: true\n"),
+        yaml("", "", "", "", "", "        slow_start: 30s\n"),
+    ];
+    for case in cases {
+        match weir::config::parse(&case, Path::new("t.yaml")) {
+            Ok(_) => panic!("accepted, but documented as not yet supported:\n{case}"),
+            Err(e) => assert!(e.to_string().contains("unknown field"), "{e}\n{case}"),
+        }
+    }
+}
