@@ -34,9 +34,12 @@ use crate::runtime::Workers;
 /// Most concurrent HTTP/2 streams per client connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 
-/// Backlog of each listening socket (pending connections the kernel keeps
-/// before weir accepts them); tokio's and HAProxy's default.
-pub const LISTEN_BACKLOG: i32 = 1024;
+/// Backlog of each listening socket: pending connections the kernel keeps
+/// before weir accepts them (capped by `net.core.somaxconn`, 4096 on current
+/// kernels). With 1024 a burst of 1,000 new connections overflowed it and
+/// clients waited a SYN retransmit (1 s); HAProxy sizes it by `maxconn`,
+/// and nginx benchmarks set `backlog=4096`.
+pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// A bound listener, ready to accept: one socket per worker.
 pub struct Listener {

@@ -320,9 +320,11 @@ impl AccessLog {
     }
 }
 
-/// Where lines go.
+/// Where lines go: buffered (64 KiB) and flushed once per drained queue, so
+/// a batch of lines costs one write, not several per line (stderr is
+/// unbuffered in Rust).
 enum Sink {
-    Stderr,
+    Stderr(io::BufWriter<io::Stderr>),
     File(io::BufWriter<File>),
     /// The file could not be opened; retried at the next reopen or batch.
     Broken,
@@ -330,7 +332,10 @@ enum Sink {
 
 fn open(path: Option<&Path>) -> io::Result<Sink> {
     match path {
-        None => Ok(Sink::Stderr),
+        None => Ok(Sink::Stderr(io::BufWriter::with_capacity(
+            64 * 1024,
+            io::stderr(),
+        ))),
         Some(p) => Ok(Sink::File(io::BufWriter::with_capacity(
             64 * 1024,
             OpenOptions::new().create(true).append(true).open(p)?,
@@ -350,7 +355,6 @@ fn write_loop(rx: &Receiver<Msg>, shared: &Shared) {
     };
     let mut current = settings(shared);
     let mut sink = open_logged(current.path.as_deref(), shared);
-    let stderr = io::stderr();
     loop {
         let msg = match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(m) => Some(m),
@@ -359,9 +363,7 @@ fn write_loop(rx: &Receiver<Msg>, shared: &Shared) {
         };
         if shared.reopen.swap(false, Ordering::Relaxed) {
             current = settings(shared);
-            if let Sink::File(f) = &mut sink {
-                let _ = f.flush();
-            }
+            let _ = flush(&mut sink);
             sink = open_logged(current.path.as_deref(), shared);
         } else if msg.is_some() {
             current.format = settings(shared).format;
@@ -373,12 +375,9 @@ fn write_loop(rx: &Receiver<Msg>, shared: &Shared) {
                 Msg::Batch(batch) => {
                     let n = batch.len() as u64;
                     let result = match &mut sink {
-                        Sink::Stderr => {
-                            let mut lock = stderr.lock();
-                            batch
-                                .iter()
-                                .try_for_each(|r| r.write_line(current.format, &mut lock))
-                        }
+                        Sink::Stderr(e) => batch
+                            .iter()
+                            .try_for_each(|r| r.write_line(current.format, e)),
                         Sink::File(f) => batch
                             .iter()
                             .try_for_each(|r| r.write_line(current.format, f)),
@@ -390,18 +389,22 @@ fn write_loop(rx: &Receiver<Msg>, shared: &Shared) {
                     };
                 }
                 Msg::Flush(done) => {
-                    if let Sink::File(f) = &mut sink {
-                        let _ = f.flush();
-                    }
+                    let _ = flush(&mut sink);
                     let _ = done.send(());
                 }
             }
             pending = rx.try_recv().ok();
         }
-        if let Sink::File(f) = &mut sink {
-            if f.flush().is_err() {
-                shared.errors.fetch_add(1, Ordering::Relaxed);
-            }
+        if flush(&mut sink).is_err() {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+fn flush(sink: &mut Sink) -> io::Result<()> {
+    match sink {
+        Sink::Stderr(e) => e.flush(),
+        Sink::File(f) => f.flush(),
+        Sink::Broken => Ok(()),
     }
 }
