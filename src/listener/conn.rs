@@ -2,8 +2,8 @@
 //! detection, the watchdog that enforces the request-head and keep-alive idle
 //! timeouts, and parking of idle HTTP/1 connections.
 //!
-//! Parking: an HTTP/1 keep-alive connection that has been quiet for a second
-//! (`PARK_AFTER`; half the idle timeout when that is shorter) gives its hyper state back (the connection
+//! Parking: an HTTP/1 keep-alive connection that has been quiet for a whole
+//! watchdog tick (at most 100 ms) gives its hyper state back (the connection
 //! object with its 8 KiB read and write buffers) and waits for the next
 //! request holding only the socket; the next request builds a fresh hyper
 //! connection over the same socket. nginx (`ngx_http_set_keepalive`) and
@@ -42,13 +42,6 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// connections that each send one request holds their buffers only briefly;
 /// a busy connection pays one timer wake-up per tick.
 const MAX_TICK: Duration = Duration::from_millis(100);
-
-/// How long an HTTP/1 keep-alive connection stays quiet before it parks (at
-/// most half the idle timeout). A client that sends a request at least this
-/// often keeps its hyper connection and buffers: with 1,000 connections at
-/// 10 requests per second each, parking after 100 ms rebuilt a hyper
-/// connection for nearly every request and halved the throughput.
-const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// Shortest period of the watchdog tick.
 const MIN_TICK: Duration = Duration::from_millis(50);
@@ -227,7 +220,6 @@ impl Serve<'_> {
         let head_timeout_ms = config.request_header_timeout.as_millis() as u64;
         let idle_timeout = config.idle_timeout;
         let tick = (config.request_header_timeout.min(idle_timeout) / 4).clamp(MIN_TICK, MAX_TICK);
-        let park_after = (idle_timeout / 2).min(PARK_AFTER);
         let mut ticker = tokio::time::interval_at(Instant::now() + tick, tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // HTTP/2 counts stream frames only: PINGs and SETTINGS are not activity.
@@ -287,16 +279,11 @@ impl Serve<'_> {
                         *idle_since = Instant::now();
                     } else if !closing {
                         // Quiet for a whole tick: past the idle timeout the
-                        // connection closes; before it, a parkable one that
-                        // has been quiet for PARK_AFTER parks (hyper is idle
-                        // between requests, so it closes its side at once
-                        // without writing).
-                        let quiet = idle_since.elapsed();
-                        let expired = quiet >= idle_timeout;
-                        parking = !expired
-                            && parkable
-                            && quiet >= park_after
-                            && activity.is_quiet();
+                        // connection closes; before it, a parkable one parks
+                        // (hyper is idle between requests, so it closes its
+                        // side at once without writing).
+                        let expired = idle_since.elapsed() >= idle_timeout;
+                        parking = !expired && parkable && activity.is_quiet();
                         if expired || parking {
                             closing = true;
                             activity.set_parking(parking);
