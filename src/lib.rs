@@ -108,13 +108,15 @@ impl Proxy {
             count,
             Arc::new(move |_| {
                 // Each worker buffers its access lines and hands them over
-                // at least every FLUSH_INTERVAL.
+                // at least every FLUSH_INTERVAL; the same tick lets the
+                // allocator give back the pages of parked connections.
                 log.attach();
                 tokio::spawn(async {
                     let mut tick = tokio::time::interval(proxy::access_log::FLUSH_INTERVAL);
                     loop {
                         tick.tick().await;
                         proxy::access_log::AccessLog::flush_local();
+                        runtime::workers::allocator_housekeeping();
                     }
                 });
             }),
