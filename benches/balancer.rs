@@ -54,6 +54,8 @@ fn group(algorithm: Algorithm, n: usize) -> GroupConfig {
         health_check: None,
         passive: None,
         fail_open: false,
+        protocol: Default::default(),
+        tls: None,
     }
 }
 

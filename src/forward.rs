@@ -1,14 +1,21 @@
 //! Forwarding to the upstream: one request on a pooled keep-alive
-//! connection of the chosen server (see [`crate::upstream::pool`]), bounded
-//! by the group's response timeout. The attempt loop that retries on another
+//! connection of the chosen server (see [`crate::upstream::pool`]; HTTP/2
+//! groups: [`crate::upstream::h2`]), bounded by the group's response timeout. The attempt loop that retries on another
 //! server is in `proxy::service`.
 
 use hyper::body::Incoming;
 
+use crate::config::upstream_tls::UpstreamProtocol;
 use crate::error::{ErrorKind, ProxyError};
 use crate::proxy::body::UpstreamBody;
 use crate::upstream::pool::Checkout;
-use crate::upstream::{Server, ServerGroup};
+use crate::upstream::{Lease, Server, ServerGroup};
+
+/// A shorter response timeout for one request (a gRPC call's
+/// `grpc-timeout`), carried in the upstream request's extensions; the
+/// group's `timeouts.response` still caps it.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseTimeout(pub std::time::Duration);
 
 /// Sends `req` to `server` of `group`, on an idle pooled connection or a new
 /// one, waiting at most the group's response timeout (connect included) for
@@ -37,11 +44,25 @@ pub async fn send(
     group: &ServerGroup,
     server: &Server,
     req: http::Request<UpstreamBody>,
-) -> Result<(http::Response<Incoming>, Checkout), Failed> {
+) -> Result<(http::Response<Incoming>, Lease), Failed> {
+    let timeout = match req.extensions().get::<ResponseTimeout>() {
+        Some(t) => t.0.min(group.timeouts.response),
+        None => group.timeouts.response,
+    };
     // The request waits in a slot, so that a connect timeout (the whole
     // attempt timed out before anything was written) can still give it back.
     let mut slot = Some(req);
-    match tokio::time::timeout(group.timeouts.response, attempt(group, server, &mut slot)).await {
+    let work = async {
+        match group.protocol {
+            UpstreamProtocol::Http1 => attempt(group, server, &mut slot)
+                .await
+                .map(|(r, c)| (r, Lease::H1(c))),
+            UpstreamProtocol::Http2 => crate::upstream::h2::attempt(group, server, &mut slot)
+                .await
+                .map(|(r, l)| (r, Lease::H2(l))),
+        }
+    };
+    match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
         Err(_) => Err((ProxyError::new(ErrorKind::ResponseTimeout), slot)),
     }
@@ -65,7 +86,14 @@ async fn attempt(
             .take(&server.address, settings.idle_timeout)
         {
             Some(c) => c,
-            None => match Checkout::connect(&server.address, server.resolved, settings).await {
+            None => match Checkout::connect(
+                &server.address,
+                server.resolved,
+                settings,
+                group.tls.as_deref(),
+            )
+            .await
+            {
                 Ok(c) => c,
                 Err(e) => return connect_failed(e.into(), slot),
             },

@@ -202,8 +202,6 @@ fn not_yet_supported_keys_are_rejected() {
         yaml("", "", "", "    rewrite: {}\n", "", ""),
         yaml("", "", "", "    request_headers: {}\n", "", ""),
         yaml("", "", "", "    response_headers: {}\n", "", ""),
-        yaml("", "", "", "", "    protocol: http2\n", ""),
-        yaml("", "", "", "", "    tls: {}\n", ""),
         yaml("", "", "", "", "    proxy_protocol: v2\n", ""),
         yaml("", "", "", "", "    discovery: {}\n", ""),
         yaml("", "", "", "", "    queue: {}\n", ""),

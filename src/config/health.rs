@@ -7,7 +7,7 @@ use http::{HeaderValue, Method};
 
 use super::validate::Errors;
 use super::{RawHealthCheck, RawPassive, RawStatus, RawStatuses, Spanned};
-use crate::health::{HealthCheck, HttpProbe, PassiveConfig, ProbeKind, StatusMatch};
+use crate::health::{GrpcProbe, HealthCheck, HttpProbe, PassiveConfig, ProbeKind, StatusMatch};
 
 /// Default time between probe rounds.
 pub const DEFAULT_HC_INTERVAL: Duration = Duration::from_secs(5);
@@ -101,22 +101,34 @@ pub(super) fn health_check(
         format!("{key}.unhealthy_threshold"),
         errs,
     );
-    let tcp = match &raw.kind {
-        None => false,
+    let kind_name = match &raw.kind {
+        None => "http",
         Some(k) => match k.value.as_str() {
-            "http" => false,
-            "tcp" => true,
+            "http" => "http",
+            "tcp" => "tcp",
+            "grpc" => "grpc",
             other => {
                 errs.at(
                     Some(&k.referenced),
                     format!("{key}.type"),
-                    format!("unknown type {other:?}; expected http or tcp"),
+                    format!("unknown type {other:?}; expected http, tcp or grpc"),
                 );
-                false
+                "http"
             }
         },
     };
-    let kind = if tcp {
+    if kind_name != "grpc" {
+        if let Some(s) = &raw.service {
+            errs.at(
+                Some(&s.referenced),
+                format!("{key}.service"),
+                "only for type grpc",
+            );
+        }
+    }
+    let kind = if kind_name == "http" {
+        ProbeKind::Http(http_probe(raw, &key, errs))
+    } else {
         let http_only = [
             ("path", raw.path.as_ref().map(|v| &v.referenced)),
             ("method", raw.method.as_ref().map(|v| &v.referenced)),
@@ -126,18 +138,27 @@ pub(super) fn health_check(
                 raw.expected_status.as_ref().map(|v| &v.referenced),
             ),
         ];
+        let why = if kind_name == "tcp" {
+            "only for type http (a tcp check only connects)"
+        } else {
+            "only for type http (a grpc check calls grpc.health.v1.Health/Check)"
+        };
         for (name, loc) in http_only {
             if let Some(loc) = loc {
-                errs.at(
-                    Some(loc),
-                    format!("{key}.{name}"),
-                    "only for type http (a tcp check only connects)",
-                );
+                errs.at(Some(loc), format!("{key}.{name}"), why);
             }
         }
-        ProbeKind::Tcp
-    } else {
-        ProbeKind::Http(http_probe(raw, &key, errs))
+        if kind_name == "tcp" {
+            ProbeKind::Tcp
+        } else {
+            ProbeKind::Grpc(GrpcProbe {
+                service: raw
+                    .service
+                    .as_ref()
+                    .map(|s| s.value.clone())
+                    .unwrap_or_default(),
+            })
+        }
     };
     if errs.list.len() > before {
         return None;

@@ -14,6 +14,7 @@ pub mod jwt;
 pub mod limits;
 pub mod read;
 mod route_extra;
+pub mod upstream_tls;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -235,6 +236,11 @@ pub struct RawGroup {
     /// Upstream connection pool settings.
     #[serde(default)]
     pub pool: RawPool,
+    /// `http1` (default) or `http2` (h2 by ALPN over `tls`, h2c prior
+    /// knowledge without).
+    pub protocol: Option<Spanned<String>>,
+    /// TLS to the servers (absent = plain TCP); see `docs/upstream-protocols.md`.
+    pub tls: Option<Spanned<upstream_tls::RawUpstreamTls>>,
 }
 
 /// The sticky-cookie key: exactly one of `secret_env`, `secret_file`, `secret`.
@@ -280,7 +286,8 @@ pub struct RawSticky {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
-    /// `http` (default) or `tcp` (connect only).
+    /// `http` (default), `tcp` (connect only) or `grpc`
+    /// (`grpc.health.v1.Health/Check` over HTTP/2).
     #[serde(rename = "type")]
     pub kind: Option<Spanned<String>>,
     /// Path (and query) of the probe request (default `/`). `type: http` only.
@@ -299,6 +306,9 @@ pub struct RawHealthCheck {
     pub unhealthy_threshold: Option<Spanned<u32>>,
     /// Passing statuses: `"200-399"` (default), `"200"`, `200`, or a list of those.
     pub expected_status: Option<Spanned<RawStatuses>>,
+    /// `type: grpc` only: the service name asked about (default: empty,
+    /// the server as a whole).
+    pub service: Option<Spanned<String>>,
 }
 
 /// `expected_status`: one item or a list.

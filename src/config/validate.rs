@@ -228,6 +228,10 @@ pub struct GroupConfig {
     pub passive: Option<PassiveConfig>,
     /// With no usable server, send to all instead of answering 503.
     pub fail_open: bool,
+    /// The protocol spoken to the servers (`protocol`).
+    pub protocol: super::upstream_tls::UpstreamProtocol,
+    /// TLS to the servers (`tls`); `None` = plain TCP.
+    pub tls: Option<Arc<super::upstream_tls::UpstreamTlsConfig>>,
 }
 
 /// A validated server (endpoint).
@@ -333,7 +337,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         .collect();
     let mut groups = Vec::new();
     for (name, g) in &raw.groups {
-        if let Some(g) = group(name, g, secret.as_ref(), &mut errs) {
+        if let Some(g) = group(name, g, secret.as_ref(), base, &mut errs) {
             groups.push(g);
         }
     }
@@ -542,6 +546,7 @@ fn group(
     name: &str,
     g: &RawGroup,
     secret: Option<&AffinitySecret>,
+    base: &Path,
     errs: &mut Errors,
 ) -> Option<GroupConfig> {
     let key = format!("groups.{name}");
@@ -619,6 +624,11 @@ fn group(
         .passive
         .as_ref()
         .and_then(|p| super::health::passive(p, &key, errs));
+    let protocol = super::upstream_tls::protocol(g.protocol.as_ref(), &key, errs);
+    let tls = g
+        .tls
+        .as_ref()
+        .and_then(|t| super::upstream_tls::tls(t, &key, base, errs));
 
     if g.servers.value.is_empty() {
         errs.at(
@@ -712,6 +722,8 @@ fn group(
         health_check,
         passive,
         fail_open: g.fail_open.unwrap_or(false),
+        protocol,
+        tls: tls.map(Arc::new),
     })
 }
 

@@ -8,7 +8,9 @@
 //! measures the server rather than a pooled socket: `type: tcp` connects and
 //! closes (HAProxy's plain `check`); `type: http` sends one HTTP/1.1 request
 //! with `Connection: close` and checks the status (HAProxy `option httpchk`
-//! and `http-check expect status`, nginx plus `health_check match=`).
+//! and `http-check expect status`, nginx plus `health_check match=`);
+//! `type: grpc` calls `grpc.health.v1.Health/Check` over HTTP/2 (see
+//! [`super::grpc`]). Probes of a group with `tls` go over TLS.
 //! Connect included, a probe must finish within `timeout`.
 
 use std::collections::hash_map::RandomState;
@@ -21,13 +23,15 @@ use http::header::{CONNECTION, HOST, USER_AGENT};
 use http::{HeaderValue, Request};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::state::{HealthCounter, Transition};
 use super::{passive, HealthCheck, HttpProbe, ProbeKind};
+use crate::config::upstream_tls::UpstreamProtocol;
+use crate::upstream::connect::{self, connect_stream, Connector};
+use crate::upstream::tls::UpstreamStream;
 use crate::upstream::{Server, ServerGroup};
 
 /// Runs the probes of `group` until `shutdown` turns true (or its sender
@@ -66,7 +70,7 @@ pub async fn run(group: Arc<ServerGroup>, check: HealthCheck, mut shutdown: watc
         for i in 0..group.servers.len() {
             let group = Arc::clone(&group);
             let check = Arc::clone(&check);
-            round.spawn(async move { (i, probe(&group.servers[i], &check).await) });
+            round.spawn(async move { (i, probe(&group, &group.servers[i], &check).await) });
         }
         loop {
             let joined = tokio::select! {
@@ -112,6 +116,7 @@ fn log_flip(
     let kind = match check.kind {
         ProbeKind::Http(_) => "http",
         ProbeKind::Tcp => "tcp",
+        ProbeKind::Grpc(_) => "grpc",
     };
     crate::metrics::inc(&server.state.stats.health_transitions);
     match result {
@@ -136,15 +141,44 @@ fn log_flip(
     }
 }
 
-/// Probes `server` once. `Ok` carries a short description of the pass,
-/// `Err` the reason of the failure (for the log line of a flip).
-pub async fn probe(server: &Server, check: &HealthCheck) -> Result<String, String> {
+/// Probes `server` of `group` once. `Ok` carries a short description of
+/// the pass, `Err` the reason of the failure (for the log line of a flip).
+/// HTTP and gRPC probes of a group with `tls` go over TLS (verified like
+/// requests); HTTP probes of an `http2` group, and gRPC probes always, use
+/// HTTP/2 (h2 by ALPN over TLS, h2c without).
+pub async fn probe(
+    group: &ServerGroup,
+    server: &Server,
+    check: &HealthCheck,
+) -> Result<String, String> {
     let attempt = async {
-        let stream = TcpStream::connect(server.address.as_str())
+        let protocol = match &check.kind {
+            ProbeKind::Tcp => {
+                connect_stream(&server.address, server.resolved)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                return Ok("connected".to_string());
+            }
+            ProbeKind::Grpc(_) => UpstreamProtocol::Http2,
+            ProbeKind::Http(_) => group.protocol,
+        };
+        let connector = Connector {
+            timeout: check.timeout,
+            tls: group.tls.as_deref(),
+            protocol,
+        };
+        let stream = connect::open(&server.address, server.resolved, connector)
             .await
             .map_err(|e| format!("connect: {e}"))?;
+        let scheme = if group.tls.is_some() { "https" } else { "http" };
         match &check.kind {
             ProbeKind::Tcp => Ok("connected".to_string()),
+            ProbeKind::Grpc(g) => {
+                super::grpc::probe(stream, scheme, server.address.as_str(), g).await
+            }
+            ProbeKind::Http(http) if protocol == UpstreamProtocol::Http2 => {
+                http2_probe(server, http, stream, scheme).await
+            }
             ProbeKind::Http(http) => http_probe(server, http, stream).await,
         }
     };
@@ -160,9 +194,8 @@ pub async fn probe(server: &Server, check: &HealthCheck) -> Result<String, Strin
 async fn http_probe(
     server: &Server,
     http: &HttpProbe,
-    stream: TcpStream,
+    stream: UpstreamStream,
 ) -> Result<String, String> {
-    let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
@@ -194,7 +227,32 @@ async fn http_probe(
         },
     }
     .map_err(|e| format!("request: {}", error_chain(&e)))?;
-    let status = resp.status();
+    expect(http, resp.status())
+}
+
+/// An HTTP probe over HTTP/2 (`http2` groups): the same request, with the
+/// `Host` as `:authority`.
+async fn http2_probe(
+    server: &Server,
+    http: &HttpProbe,
+    stream: UpstreamStream,
+    scheme: &str,
+) -> Result<String, String> {
+    let authority = match &http.host {
+        Some(h) => h.to_str().unwrap_or(server.address.as_str()).to_string(),
+        None => server.address.as_str().to_string(),
+    };
+    let req = Request::builder()
+        .method(http.method.clone())
+        .uri(format!("{scheme}://{authority}{}", http.path.as_str()))
+        .header(USER_AGENT, HeaderValue::from_static("weir-health-check"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .map_err(|e| format!("request: {e}"))?;
+    let resp = super::grpc::h2_send(stream, req).await?;
+    expect(http, resp.status())
+}
+
+fn expect(http: &HttpProbe, status: http::StatusCode) -> Result<String, String> {
     if http.expected.matches(status.as_u16()) {
         Ok(format!("status {}", status.as_u16()))
     } else {
@@ -206,7 +264,8 @@ async fn http_probe(
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// `e` and its sources, joined by `: `.
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(c) = source {

@@ -16,6 +16,7 @@
 //! config rebuilds; the probe tasks only hold their rise/fall counters.
 
 pub mod active;
+pub mod grpc;
 pub mod passive;
 pub mod state;
 
@@ -52,6 +53,16 @@ pub enum ProbeKind {
     Http(HttpProbe),
     /// A TCP connect, closed at once (`type: tcp`, HAProxy's plain `check`).
     Tcp,
+    /// `grpc.health.v1.Health/Check` over HTTP/2 (`type: grpc`, Envoy's
+    /// `grpc_health_check`); passes when the answer is `SERVING`.
+    Grpc(GrpcProbe),
+}
+
+/// The request of a gRPC health probe.
+#[derive(Debug, Clone)]
+pub struct GrpcProbe {
+    /// The `service` field of the `HealthCheckRequest` (empty = the whole server).
+    pub service: String,
 }
 
 /// The request of an HTTP probe and the statuses that pass.

@@ -16,16 +16,15 @@ use super::access_log::AccessRecord;
 use super::client_body::{self, BodyTimeout, ClientFault, FaultCell};
 use crate::limits::BodyLimit;
 use crate::listener::RequestGuard;
-use crate::upstream::pool::Checkout;
-use crate::upstream::{InFlightGuard, ServerState};
+use crate::upstream::{InFlightGuard, Lease, ServerState};
 
 /// The upstream connection a response came on; it goes back to the pool of
 /// the server the response's in-flight guard counts on once the response
 /// body has been read to its end.
 #[derive(Debug)]
 pub struct Pooled {
-    /// The connection.
-    pub conn: Checkout,
+    /// The connection (HTTP/1.1) or stream (HTTP/2).
+    pub conn: Lease,
     /// The group's `pool.max_idle_per_server`.
     pub max_idle: usize,
 }
@@ -291,6 +290,19 @@ impl ProxyBody {
             guard: None,
             request: None,
             record: None,
+        }
+    }
+
+    /// True for a body weir wrote itself (an error or a redirect), not a
+    /// server's.
+    pub fn is_local(&self) -> bool {
+        matches!(self.kind, Kind::Full(_))
+    }
+
+    /// Empties a body weir wrote itself (keeps the access record and guards).
+    pub fn clear_local(&mut self) {
+        if let Kind::Full(b) = &mut self.kind {
+            *b = None;
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod body;
 pub mod client_body;
+pub mod grpc;
 pub mod headers;
 pub mod protection;
 pub mod reject;

@@ -79,7 +79,11 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let request_guard = conn.activity.request_started(req.version());
     conn.stats.requests.inc();
+    let grpc = super::grpc::is_grpc(req.headers());
     let mut response = proxy(&snapshot, &conn, req).await;
+    if grpc {
+        super::grpc::shape_local_error(&mut response);
+    }
     response.body_mut().set_request_guard(request_guard);
     Ok(response)
 }
@@ -158,6 +162,7 @@ async fn proxy(
 
     let upgrade = upgrade::requested(&mut req);
     let (mut parts, body) = req.into_parts();
+    let grpc_timeout = super::grpc::timeout(&parts.headers);
     let slot = (!http_body::Body::is_end_stream(&body))
         .then(|| BodySlot::with_limit(body, conn.limits.client_body_timeout, body_limit.clone()));
     headers::rewrite_request(
@@ -230,6 +235,11 @@ async fn proxy(
         *upstream_req.uri_mut() = uri;
         *upstream_req.version_mut() = Version::HTTP_11;
         *upstream_req.headers_mut() = headers;
+        if let Some(t) = grpc_timeout {
+            upstream_req
+                .extensions_mut()
+                .insert(forward::ResponseTimeout(t));
+        }
 
         let guard = server.state.start_request();
         let sent = Instant::now();

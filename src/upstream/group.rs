@@ -115,6 +115,10 @@ pub struct ServerGroup {
     pub health: GroupHealth,
     /// Counters of the group (kept across reloads).
     pub stats: Arc<GroupStats>,
+    /// The protocol spoken to the servers (`protocol`).
+    pub protocol: crate::config::upstream_tls::UpstreamProtocol,
+    /// TLS to the servers (`tls`); `None` = plain TCP.
+    pub tls: Option<Arc<crate::config::upstream_tls::UpstreamTlsConfig>>,
 }
 
 impl ServerGroup {
@@ -133,6 +137,9 @@ impl ServerGroup {
             .collect();
         let balancer = balancer::build(config, &servers);
         let sticky = config.sticky.as_ref().map(|s| Sticky::new(s, &servers));
+        if config.tls.as_ref().is_some_and(|t| t.insecure) {
+            crate::config::upstream_tls::warn_insecure_once(&config.name);
+        }
         ServerGroup {
             name: config.name.clone(),
             timeouts: config.timeouts,
@@ -145,6 +152,8 @@ impl ServerGroup {
             ewma_decay: config.ewma_decay,
             algorithm: config.algorithm,
             servers,
+            protocol: config.protocol,
+            tls: config.tls.clone(),
         }
     }
 

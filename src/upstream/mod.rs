@@ -1,8 +1,14 @@
 //! Server groups (clusters), their servers and their live state.
 
+pub mod connect;
 pub mod group;
+pub mod h2;
+pub mod h2_settings;
+pub mod lease;
 pub mod pool;
 pub mod server;
+pub mod tls;
 
 pub use group::{ServerGroup, StateRegistry};
+pub use lease::Lease;
 pub use server::{InFlightGuard, Server, ServerState};

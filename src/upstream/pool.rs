@@ -1,5 +1,5 @@
 //! The connection pool of one server: idle HTTP/1.1 keep-alive connections
-//! waiting for their next request.
+//! (plain or TLS) waiting for their next request.
 //!
 //! Each server keeps its own short list (in its [`ServerState`], so the pool
 //! survives reloads that keep the server's id). A request takes the most
@@ -25,14 +25,12 @@ use std::time::Duration;
 use http::uri::Authority;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::connect::Connector;
 use super::ServerState;
+use crate::config::upstream_tls::{UpstreamProtocol, UpstreamTlsConfig};
 use crate::proxy::body::UpstreamBody;
-
-/// TCP keepalive probe interval on upstream connections.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Idle connections of one server, most recently used last.
 #[derive(Debug, Default)]
@@ -136,34 +134,25 @@ impl ConnPool {
 }
 
 impl Checkout {
-    /// Connects a new connection to `address`; its driver task closes it
-    /// when idle longer than `settings.idle_timeout`.
+    /// Connects a new connection to `address` (over TLS when `tls` is
+    /// given); its driver task closes it when idle longer than
+    /// `settings.idle_timeout`.
     ///
     /// # Errors
-    /// The connect error (refused, unreachable, DNS) or `TimedOut` after
-    /// `settings.connect_timeout`.
+    /// The connect error (refused, unreachable, DNS), the TLS handshake
+    /// error, or `TimedOut` after `settings.connect_timeout`.
     pub async fn connect(
         address: &Authority,
         resolved: Option<SocketAddr>,
         settings: &PoolSettings,
+        tls: Option<&UpstreamTlsConfig>,
     ) -> io::Result<Checkout> {
-        let connect = async {
-            match resolved {
-                Some(addr) => TcpStream::connect(addr).await,
-                None => TcpStream::connect(address.as_str()).await,
-            }
+        let connector = Connector {
+            timeout: settings.connect_timeout,
+            tls,
+            protocol: UpstreamProtocol::Http1,
         };
-        let stream = tokio::time::timeout(settings.connect_timeout, connect)
-            .await
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connect timed out after {:?}", settings.connect_timeout),
-                )
-            })??;
-        stream.set_nodelay(true)?;
-        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let stream = super::connect::open(address, resolved, connector).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await

@@ -91,6 +91,9 @@ pub struct ServerState {
     /// connection is driven by the worker that opened it and reused only
     /// there, as HAProxy's per-thread idle lists).
     pub pool: Sharded<super::pool::ConnPool>,
+    /// Multiplexed HTTP/2 connections to this server (`protocol: http2`),
+    /// one short list per worker.
+    pub h2: Sharded<super::h2::H2Pool>,
     /// The `least_connections` indexes this server is in (none for other
     /// algorithms), told of every in-flight, health or drain change.
     pub(crate) indexes: crate::balancer::load_index::IndexLinks,
@@ -107,6 +110,7 @@ impl Default for ServerState {
             passive: PassiveState::default(),
             ewma: Sharded::default(),
             pool: Sharded::default(),
+            h2: Sharded::default(),
             indexes: Default::default(),
         }
     }
