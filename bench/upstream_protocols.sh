@@ -61,7 +61,6 @@ events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  http2_max_requests 1000000;
   ssl_certificate $CRT;
   ssl_certificate_key $KEY;
   server {

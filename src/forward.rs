@@ -79,12 +79,7 @@ async fn attempt(
 ) -> Result<(http::Response<Incoming>, Checkout), Failed> {
     let settings = &group.pool;
     loop {
-        let mut conn = match server
-            .state
-            .pool
-            .local()
-            .take(&server.address, settings.idle_timeout)
-        {
+        let mut conn = match server.state.pool.local().take(&server.address, settings) {
             Some(c) => c,
             None => match Checkout::connect(
                 &server.address,

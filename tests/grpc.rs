@@ -1,7 +1,8 @@
 //! gRPC through weir: a real tonic server (hand-written prost messages and
 //! service, no protoc) behind an `http2` group, a real tonic client in
 //! front, over h2c and over the TLS listener. Unary, server streaming (200
-//! messages), client streaming, a NOT_FOUND status with its message, weir's
+//! messages), client streaming, bidirectional streaming in lockstep, a
+//! NOT_FOUND status with its message, weir's
 //! own errors as gRPC statuses (UNAVAILABLE, UNIMPLEMENTED,
 //! DEADLINE_EXCEEDED by `grpc-timeout`), and `health_check.type: grpc`.
 
@@ -152,6 +153,28 @@ fn health_check(r: tonic::Request<HealthCheckRequest>) -> BoxFut<Reply<HealthChe
     })
 }
 
+/// Bidirectional: one reply per message, as each arrives.
+struct Ping;
+
+impl tonic::server::StreamingService<EchoRequest> for Ping {
+    type Response = EchoReply;
+    type ResponseStream = ReplyStream;
+    type Future = BoxFut<Reply<ReplyStream>>;
+    fn call(&mut self, request: tonic::Request<tonic::Streaming<EchoRequest>>) -> Self::Future {
+        use futures_util::StreamExt;
+        let incoming = request.into_inner();
+        Box::pin(async move {
+            let s = incoming.enumerate().map(|(i, m)| {
+                m.map(|m| EchoReply {
+                    message: format!("pong {}", m.message),
+                    index: i as u32,
+                })
+            });
+            Ok(tonic::Response::new(Box::pin(s) as ReplyStream))
+        })
+    }
+}
+
 /// The gRPC server: `test.Echo/{Unary,Fail,ServerStream,ClientStream}` and
 /// `grpc.health.v1.Health/Check` (SERVING for "" and "test.Echo").
 struct GrpcServer {
@@ -178,6 +201,10 @@ async fn route(req: http::Request<Incoming>, health: Arc<AtomicUsize>) -> http::
         "/test.Echo/ClientStream" => {
             let mut g = tonic::server::Grpc::new(ProstCodec::<EchoReply, EchoRequest>::default());
             g.client_streaming(Handler(echo_collect), req).await
+        }
+        "/test.Echo/Ping" => {
+            let mut g = tonic::server::Grpc::new(ProstCodec::<EchoReply, EchoRequest>::default());
+            g.streaming(Ping, req).await
         }
         "/grpc.health.v1.Health/Check" => {
             health.fetch_add(1, Ordering::SeqCst);
@@ -367,6 +394,41 @@ async fn calls_pass_through(c: &mut Client) {
     .into_inner();
     assert_eq!(r.index, 50);
     assert_eq!(r.message.len(), 50);
+
+    // Bidirectional, in lockstep: each reply arrives before the next
+    // message is sent, so weir forwards both directions at once.
+    c.ready().await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<EchoRequest>(1);
+    let outgoing = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    tx.send(echo("0")).await.unwrap();
+    let mut replies = within(
+        10,
+        "bidi call",
+        c.streaming(
+            tonic::Request::new(outgoing),
+            PathAndQuery::from_static("/test.Echo/Ping"),
+            ProstCodec::<EchoRequest, EchoReply>::default(),
+        ),
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    for i in 0..10u32 {
+        let m = within(10, "bidi reply", replies.message())
+            .await
+            .unwrap()
+            .expect("a reply");
+        assert_eq!(m.message, format!("pong {i}"));
+        assert_eq!(m.index, i);
+        if i < 9 {
+            tx.send(echo(&(i + 1).to_string())).await.unwrap();
+        }
+    }
+    drop(tx);
+    assert!(within(10, "bidi end", replies.message())
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]

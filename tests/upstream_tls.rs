@@ -106,6 +106,19 @@ async fn a_wrong_name_answers_502_and_logs_name_mismatch() {
 }
 
 #[tokio::test]
+async fn an_expired_certificate_answers_502_and_logs_expired() {
+    capture_logs();
+    let pki = Pki::new("tls-expired");
+    let (cert, key) = pki.server_expired("srv", &["127.0.0.1"]);
+    let up = spawn_tls_upstream("e", server_config(&cert, &key, None, H1)).await;
+    let proxy = start_proxy(&yaml("expired", up.addr, &ca_line(&pki.ca_path), "")).await;
+    let r = get(proxy.local_addr("web").unwrap(), "/").await;
+    assert_eq!(r.status, 502);
+    wait_log(&["group=expired", "server=expired-1", "certificate expired"]).await;
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn mutual_tls_to_a_server_that_requires_client_certificates() {
     capture_logs();
     let pki = Pki::new("mtls");
@@ -128,12 +141,13 @@ async fn mutual_tls_to_a_server_that_requires_client_certificates() {
     let proxy = start_proxy(&yaml("mtls_none", up.addr, &ca_line(&pki.ca_path), "")).await;
     let r = get(proxy.local_addr("web").unwrap(), "/").await;
     assert_eq!(r.status, 502);
-    wait_log(&[
+    let line = wait_log(&[
         "group=mtls_none",
         "server=mtls_none-1",
         "upstream request failed",
     ])
     .await;
+    assert!(line.contains("CertificateRequired"), "{line}");
     assert_eq!(up.hits.load(Ordering::SeqCst), 1);
 }
 
@@ -283,4 +297,36 @@ fn which(bin: &str) -> Option<std::path::PathBuf> {
         .split(':')
         .map(|d| Path::new(d).join(bin))
         .find(|p| p.is_file())
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_tls_does_not_reuse_old_connections() {
+    capture_logs();
+    let pki = Pki::new("tls-reload");
+    let other = Pki::new("tls-reload-other");
+    let (cert, key) = pki.server("srv", &["127.0.0.1"]);
+    let up = spawn_tls_upstream("rl", server_config(&cert, &key, None, H1)).await;
+    let port = free_port();
+    let file = pki.dir.join("weir.yaml");
+    let write = |ca: &Path| {
+        let y = yaml("tls_reload", up.addr, &ca_line(ca), "").replace(
+            "address: 127.0.0.1:0",
+            &format!("address: 127.0.0.1:{port}"),
+        );
+        std::fs::write(&file, format!("workers: 1\n{y}")).unwrap();
+    };
+    write(&pki.ca_path);
+    let proxy = weir::Proxy::new(weir::config::load_file(&file).unwrap())
+        .start()
+        .await
+        .unwrap();
+    let addr = proxy.local_addr("web").unwrap();
+    assert_eq!(get(addr, "/").await.status, 200);
+    // Now trust another CA: the verified, pooled connection must not be
+    // reused; the new handshake fails verification.
+    write(&other.ca_path);
+    proxy.reload().await.expect("reload");
+    assert_eq!(get(addr, "/").await.status, 502);
+    wait_log(&["group=tls_reload", "unknown issuer"]).await;
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1);
 }

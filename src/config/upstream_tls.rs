@@ -70,6 +70,9 @@ pub struct UpstreamTlsConfig {
     pub server_name: Option<ServerName<'static>>,
     /// `insecure_skip_verify`.
     pub insecure: bool,
+    /// Unique per build of this config (never 0): pooled connections made
+    /// with other TLS settings (before a reload) are not reused.
+    pub id: u64,
 }
 
 impl UpstreamTlsConfig {
@@ -215,7 +218,13 @@ pub(super) fn tls(
         http2: Arc::new(h2),
         server_name,
         insecure,
+        id: next_id(),
     })
+}
+
+fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Logs the `insecure_skip_verify` warning of group `group`, once per

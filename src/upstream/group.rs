@@ -129,6 +129,7 @@ impl ServerGroup {
             connect_timeout: config.timeouts.connect,
             idle_timeout: config.pool_idle_timeout,
             max_idle: config.pool_max_idle_per_server,
+            profile: config.tls.as_ref().map_or(0, |t| t.id),
         };
         let servers: Vec<Server> = config
             .servers

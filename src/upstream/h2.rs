@@ -62,6 +62,8 @@ struct H2Conn {
     sender: http2::SendRequest<UpstreamBody>,
     /// The address it is connected to (a reload may change a server's address).
     address: Authority,
+    /// The group's [`super::pool::PoolSettings::profile`] when it was made.
+    profile: u64,
     /// Streams in use (leases alive).
     active: AtomicUsize,
     /// The server's SETTINGS (its SETTINGS_MAX_CONCURRENT_STREAMS).
@@ -103,12 +105,14 @@ impl Drop for H2Lease {
 }
 
 impl H2Pool {
-    /// A stream slot on an open connection to `address` with room, or `None`.
-    fn take(&self, address: &Authority) -> Option<H2Lease> {
+    /// A stream slot on an open connection to `address` made with `profile`
+    /// with room, or `None`.
+    fn take(&self, address: &Authority, profile: u64) -> Option<H2Lease> {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         conns.retain(|c| !c.sender.is_closed());
         let conn = conns.iter().find(|c| {
             c.address == *address
+                && c.profile == profile
                 && c.active.load(Ordering::Relaxed) < c.settings.max_streams.load(Ordering::Relaxed)
         })?;
         Some(lease(conn, true))
@@ -159,11 +163,11 @@ pub async fn attempt(
     let pool = server.state.h2.local();
     let mut refused_retries = 0;
     loop {
-        let lease = match pool.take(&server.address) {
+        let lease = match pool.take(&server.address, group.pool.profile) {
             Some(l) => l,
             None => {
                 let _connecting = pool.connecting.lock().await;
-                match pool.take(&server.address) {
+                match pool.take(&server.address, group.pool.profile) {
                     Some(l) => l,
                     None => match open(group, server).await {
                         Ok(conn) => {
@@ -246,6 +250,7 @@ async fn open(group: &ServerGroup, server: &Server) -> io::Result<Arc<H2Conn>> {
     let shared = Arc::new(H2Conn {
         sender,
         address: server.address.clone(),
+        profile: group.pool.profile,
         active: AtomicUsize::new(0),
         settings: Arc::clone(&settings),
         epoch: Instant::now(),

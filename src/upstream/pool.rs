@@ -43,6 +43,8 @@ struct Idle {
     sender: SendRequest<UpstreamBody>,
     /// The address it is connected to (a reload may change a server's address).
     address: Authority,
+    /// [`PoolSettings::profile`] of the group that made it.
+    profile: u64,
     /// Also tells since when it is idle.
     shared: Arc<ConnShared>,
 }
@@ -81,6 +83,10 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Most idle connections kept per server; 0 disables pooling.
     pub max_idle: usize,
+    /// How connections are made: 0 = plain TCP, else the id of the group's
+    /// TLS config. A pooled connection is reused only by the same profile
+    /// (a reload that adds or changes `tls` does not reuse old connections).
+    pub profile: u64,
 }
 
 /// A connection taken from the pool (or new) for one request. Give it back
@@ -90,6 +96,7 @@ pub struct PoolSettings {
 pub struct Checkout {
     sender: SendRequest<UpstreamBody>,
     address: Authority,
+    profile: u64,
     shared: Arc<ConnShared>,
     /// True when it came from the pool (it may have been closed by the
     /// server while idle).
@@ -97,19 +104,25 @@ pub struct Checkout {
 }
 
 impl ConnPool {
-    /// Takes the most recently used idle connection to `address` that is not
-    /// closed and not past `idle_timeout`; closed, stale and foreign ones are
-    /// dropped on the way.
-    pub fn take(&self, address: &Authority, idle_timeout: Duration) -> Option<Checkout> {
+    /// Takes the most recently used idle connection to `address` made with
+    /// `settings.profile` that is not closed and not past
+    /// `settings.idle_timeout`; closed, stale and foreign ones are dropped on
+    /// the way.
+    pub fn take(&self, address: &Authority, settings: &PoolSettings) -> Option<Checkout> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(c) = idle.pop() {
-            if c.sender.is_closed() || c.shared.idle_for(idle_timeout) || c.address != *address {
+            if c.sender.is_closed()
+                || c.shared.idle_for(settings.idle_timeout)
+                || c.address != *address
+                || c.profile != settings.profile
+            {
                 continue;
             }
             c.shared.idle_since_ms.store(0, Ordering::Relaxed);
             return Some(Checkout {
                 sender: c.sender,
                 address: c.address,
+                profile: c.profile,
                 shared: c.shared,
                 reused: true,
             });
@@ -187,6 +200,7 @@ impl Checkout {
         Ok(Checkout {
             sender,
             address: address.clone(),
+            profile: settings.profile,
             shared,
             reused: false,
         })
@@ -226,6 +240,7 @@ impl Checkout {
             Idle {
                 sender: self.sender,
                 address: self.address,
+                profile: self.profile,
                 shared: self.shared,
             },
             max_idle,

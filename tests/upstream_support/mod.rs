@@ -68,6 +68,14 @@ impl Pki {
         self.issue(file, names, ExtendedKeyUsagePurpose::ServerAuth)
     }
 
+    /// Issues a server certificate for `names` that expired in 2020.
+    pub fn server_expired(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        self.issue_with(file, names, ExtendedKeyUsagePurpose::ServerAuth, |p| {
+            p.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        })
+    }
+
     /// Issues a client certificate with CN `cn`; returns (cert path, key path).
     pub fn client(&self, file: &str, cn: &str) -> (PathBuf, PathBuf) {
         self.issue(file, &[cn], ExtendedKeyUsagePurpose::ClientAuth)
@@ -79,6 +87,16 @@ impl Pki {
         names: &[&str],
         usage: ExtendedKeyUsagePurpose,
     ) -> (PathBuf, PathBuf) {
+        self.issue_with(file, names, usage, |_| {})
+    }
+
+    fn issue_with(
+        &self,
+        file: &str,
+        names: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> (PathBuf, PathBuf) {
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();
@@ -86,6 +104,7 @@ impl Pki {
             .distinguished_name
             .push(DnType::CommonName, names[0].to_string());
         params.extended_key_usages = vec![usage];
+        edit(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         let cert_path = self.dir.join(format!("{file}.crt"));
