@@ -3,7 +3,8 @@
 //! real nginx (`listen ... http2`, which logs `$server_protocol`); streams
 //! multiplexed up to the server's SETTINGS_MAX_CONCURRENT_STREAMS, another
 //! connection opened past it; a GOAWAY drains a connection without failing
-//! the requests that follow; request bodies and trailers stream through.
+//! the requests that follow; a stream refused with REFUSED_STREAM is sent
+//! again; request bodies and trailers stream through.
 
 mod support;
 mod upstream_support;
@@ -355,4 +356,54 @@ async fn nginx_sees_http2_requests_over_h2c_and_tls() {
         log.contains(&format!("{tls_port} HTTP/2.0 /tls/x")),
         "nginx access log:\n{log}"
     );
+}
+
+/// A raw h2 server (the h2 crate) that resets every other stream with
+/// REFUSED_STREAM (RFC 9113 §8.7: not processed, safe to send again).
+async fn spawn_refusing_server() -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    let s = served.clone();
+    let task = tokio::spawn(async move {
+        let streams = Arc::new(AtomicUsize::new(0));
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (streams, s) = (streams.clone(), s.clone());
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    if streams.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    s.fetch_add(1, Ordering::SeqCst);
+                    let resp = Response::builder().status(200).body(()).unwrap();
+                    if let Ok(mut body) = respond.send_response(resp, false) {
+                        let _ = body.send_data(Bytes::from_static(b"ok"), true);
+                    }
+                }
+            });
+        }
+    });
+    (addr, served, task)
+}
+
+#[tokio::test]
+async fn a_refused_stream_is_sent_again() {
+    let (up, served, _task) = spawn_refusing_server().await;
+    // One server, no retries: only the HTTP/2 layer's re-send can save
+    // the refused requests.
+    let proxy = start_proxy(&yaml("refused", up, "")).await;
+    let addr = proxy.local_addr("web").unwrap();
+    for i in 0..10 {
+        let r = get(addr, &format!("/{i}")).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(r.text(), "ok");
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 10);
 }
