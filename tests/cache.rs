@@ -568,3 +568,35 @@ fn config_errors_name_the_key() {
     let c = weir::config::load_str(&off, std::path::Path::new("t.yaml")).unwrap();
     assert!(c.cache.config.is_none());
 }
+
+#[tokio::test]
+async fn the_access_log_shows_the_cache_status() {
+    let dir = std::env::temp_dir().join(format!("weir-cache-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let _ = std::fs::remove_file(&log);
+    let s = setup(
+        &format!("access_log:\n  format: json\n  path: {}\n", log.display()),
+        "true",
+    )
+    .await;
+    get_with(s.addr, "GET", "/fresh", &[]).await;
+    get_with(s.addr, "GET", "/fresh", &[]).await;
+    let lines = within(5, "two access lines", async {
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.lines().count() >= 2 {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let caches: Vec<String> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["cache"].to_string())
+        .collect();
+    assert!(caches.contains(&"\"stored\"".to_string()), "{lines}");
+    assert!(caches.contains(&"\"hit\"".to_string()), "{lines}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,7 +2,10 @@
 //! and query, scheme and host; a response with `Vary` adds the request's
 //! values of the named fields as a secondary key.
 //!
-//! A key is one string, `PATH?QUERY \n SCHEME \n HOST`, with `\n NAME=VALUE`
+//! The route's name is part of the key too: two routes may send one URL to
+//! different groups (by header, cookie or claim matchers).
+//!
+//! A key is one string, `PATH?QUERY \n SCHEME \n HOST \n ROUTE`, with `\n NAME=VALUE`
 //! per `Vary` field for a variant; a newline can appear in none of those,
 //! so keys never collide, and `POST /cache/purge?prefix=` is a string
 //! prefix test on the key.
@@ -11,9 +14,9 @@ use http::header::HeaderName;
 use http::HeaderMap;
 
 /// The primary cache key of a request to `host` over `scheme` for
-/// `path_and_query`. The host is lower-cased (RFC 9110 §4.2.3: the host is
-/// case-insensitive); a default port is dropped.
-pub fn primary(scheme: &str, host: &str, path_and_query: &str) -> Box<str> {
+/// `path_and_query` on route `route`. The host is lower-cased (RFC 9110
+/// §4.2.3: the host is case-insensitive); a default port is dropped.
+pub fn primary(scheme: &str, host: &str, path_and_query: &str, route: &str) -> Box<str> {
     let host = host.to_ascii_lowercase();
     let host = match (scheme, host.rsplit_once(':')) {
         ("http", Some((h, "80"))) | ("https", Some((h, "443"))) => h.to_string(),
@@ -25,6 +28,9 @@ pub fn primary(scheme: &str, host: &str, path_and_query: &str) -> Box<str> {
     k.push_str(scheme);
     k.push('\n');
     k.push_str(&host);
+    k.push('\n');
+    // A route name is YAML text: a newline in it would blur the key.
+    k.extend(route.chars().map(|c| if c == '\n' { ' ' } else { c }));
     k.into_boxed_str()
 }
 
@@ -64,12 +70,12 @@ mod tests {
     #[test]
     fn keys() {
         assert_eq!(
-            &*primary("http", "Example.COM:80", "/a?b"),
-            "/a?b\nhttp\nexample.com"
+            &*primary("http", "Example.COM:80", "/a?b", "r"),
+            "/a?b\nhttp\nexample.com\nr"
         );
         assert_eq!(
-            &*primary("https", "example.com:8443", "/"),
-            "/\nhttps\nexample.com:8443"
+            &*primary("https", "example.com:8443", "/", "r"),
+            "/\nhttps\nexample.com:8443\nr"
         );
         let mut h = HeaderMap::new();
         h.insert("accept-encoding", "gzip".parse().unwrap());

@@ -57,7 +57,6 @@ pub struct Miss {
     request_time: u64,
     /// The `fwd` parameter of `Cache-Status`.
     fwd: &'static str,
-    collapsed: bool,
 }
 
 /// What to do with the upstream response ([`Miss::respond`]).
@@ -70,6 +69,29 @@ pub enum Respond {
     Cached(Response<Bytes>),
 }
 
+/// The access log's word for a `Cache-Status` value weir wrote: `hit`,
+/// `stale` (served stale), `revalidated` (304), `collapsed` (waited for
+/// another request), `stored` (a miss being stored), `bypass` (not
+/// cacheable by method or `Range`) or `miss`.
+pub fn log_status(value: &HeaderValue) -> &'static str {
+    let v = value.to_str().unwrap_or("");
+    if v.contains("stale-while-revalidate") || v.contains("stale-if-error") {
+        "stale"
+    } else if v.starts_with("weir; hit") {
+        "hit"
+    } else if v.contains("fwd-status=304") {
+        "revalidated"
+    } else if v.contains("collapsed") {
+        "collapsed"
+    } else if v.contains("; stored") {
+        "stored"
+    } else if v.contains("fwd=method") || v.contains("fwd=bypass") {
+        "bypass"
+    } else {
+        "miss"
+    }
+}
+
 fn now_unix() -> u64 {
     policy::unix(SystemTime::now())
 }
@@ -78,18 +100,19 @@ fn status_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("weir"))
 }
 
-/// Looks `req` up in `cache` for a route with `policy`. `scheme` is the
-/// listener's (`http`/`https`), `host` the request's host without port.
+/// Looks `req` up in `cache` for route `route` with `policy`. `scheme` is
+/// the listener's (`http`/`https`), `host` the request's host without port.
 pub async fn lookup<B>(
     cache: &Arc<Cache>,
     policy: RoutePolicy,
     req: &Request<B>,
     scheme: &str,
     host: Option<&str>,
+    route: &str,
 ) -> Lookup {
     let method = req.method();
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let primary = key::primary(scheme, host.unwrap_or(""), pq);
+    let primary = key::primary(scheme, host.unwrap_or(""), pq, route);
     let mut miss = Miss {
         cache: Arc::clone(cache),
         policy,
@@ -103,7 +126,6 @@ pub async fn lookup<B>(
         leader: None,
         request_time: now_unix(),
         fwd: "uri-miss",
-        collapsed: false,
     };
     let stats = &cache.stats;
     if *method != Method::GET && *method != Method::HEAD {
@@ -112,8 +134,8 @@ pub async fn lookup<B>(
         miss.invalidates = !matches!(*method, Method::OPTIONS | Method::TRACE);
         return Lookup::Forward(Box::new(miss));
     }
-    if req.headers().contains_key(header::RANGE) {
-        // Partial content is not stored; a range goes to the server.
+    if req.headers().contains_key(header::RANGE) || req.headers().contains_key(header::UPGRADE) {
+        // Partial content is not stored, nor a protocol switch: they go to the server.
         stats.bypassed.inc();
         miss.fwd = "bypass";
         return Lookup::Forward(Box::new(miss));
@@ -314,8 +336,7 @@ impl Miss {
     }
 
     fn status(&self, rest: &str) -> HeaderValue {
-        let collapsed = if self.collapsed { "; collapsed" } else { "" };
-        status_value(&format!("weir; fwd={}{collapsed}{rest}", self.fwd))
+        status_value(&format!("weir; fwd={}{rest}", self.fwd))
     }
 
     /// Decides on the upstream response `parts` (headers already rewritten
@@ -444,11 +465,6 @@ impl Miss {
             old.ttl()
         );
         Some(answer(old, &self.req_headers, &self.method, &text))
-    }
-
-    /// Marks this request as one that waited for another (`collapsed`).
-    pub fn set_collapsed(&mut self) {
-        self.collapsed = true;
     }
 }
 

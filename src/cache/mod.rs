@@ -199,24 +199,35 @@ impl CacheRegistry {
 #[derive(Debug, Default)]
 pub struct RouteCaches {
     cache: Option<Arc<Cache>>,
-    routes: Vec<Option<RoutePolicy>>,
+    /// Each route's policy and name (part of the key: two routes may send
+    /// one URL to different groups, by header or claim).
+    routes: Vec<Option<(RoutePolicy, Arc<str>)>>,
 }
 
 impl RouteCaches {
-    /// Builds the snapshot's view of `settings`, reusing the registry's
-    /// cache when its sizes did not change.
-    pub fn build(settings: &CacheSettings, registry: &CacheRegistry) -> Self {
+    /// Builds the snapshot's view of `settings` for `routes`, reusing the
+    /// registry's cache when its sizes did not change.
+    pub fn build(
+        settings: &CacheSettings,
+        routes: &[crate::config::RouteConfig],
+        registry: &CacheRegistry,
+    ) -> Self {
         RouteCaches {
             cache: registry.instance(settings.config.as_ref()),
-            routes: settings.routes.clone(),
+            routes: settings
+                .routes
+                .iter()
+                .zip(routes)
+                .map(|(p, r)| p.map(|p| (p, r.name.clone())))
+                .collect(),
         }
     }
 
-    /// The cache and policy of route `index`, when it caches.
+    /// The cache, policy and name of route `index`, when it caches.
     #[inline]
-    pub fn route(&self, index: usize) -> Option<(&Arc<Cache>, RoutePolicy)> {
-        let policy = (*self.routes.get(index)?)?;
-        Some((self.cache.as_ref()?, policy))
+    pub fn route(&self, index: usize) -> Option<(&Arc<Cache>, RoutePolicy, &str)> {
+        let (policy, name) = self.routes.get(index)?.as_ref()?;
+        Some((self.cache.as_ref()?, *policy, name))
     }
 
     /// The cache instance, if any route caches.

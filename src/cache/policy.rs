@@ -274,10 +274,13 @@ pub fn storable(
     if vary(headers).is_err() {
         return Err("vary");
     }
-    let Some((lifetime, _)) = freshness_lifetime(status, headers, resp, default_ttl, now) else {
-        return Err("no-freshness");
+    // no-cache: stored, but validated before each use (§5.2.2.4).
+    let found = freshness_lifetime(status, headers, resp, default_ttl, now);
+    let lifetime = if resp.no_cache && (found.is_some() || heuristically_cacheable(status)) {
+        0
+    } else {
+        found.ok_or("no-freshness")?.0
     };
-    let lifetime = if resp.no_cache { 0 } else { lifetime };
     let has_validator =
         headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
     if lifetime == 0 && !has_validator {

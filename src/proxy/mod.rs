@@ -69,7 +69,7 @@ impl Snapshot {
                 .map(|r| registry.route_stats(&r.name))
                 .collect(),
             admin_token: config.admin_token.clone(),
-            cache: crate::cache::RouteCaches::build(&config.cache, &registry.cache),
+            cache: crate::cache::RouteCaches::build(&config.cache, &config.routes, &registry.cache),
         }
     }
 

@@ -159,8 +159,9 @@ async fn proxy(
 
     // The response cache (cache/): a hit answers here, before any server is picked.
     let mut cached = None;
-    if let Some((cache, policy)) = snapshot.cache.route(route_index) {
-        match crate::cache::lookup::lookup(cache, policy, &req, conn.client.proto, host_str).await {
+    if let Some((cache, policy, name)) = snapshot.cache.route(route_index) {
+        let scheme = conn.client.proto;
+        match crate::cache::lookup::lookup(cache, policy, &req, scheme, host_str, name).await {
             crate::cache::lookup::Lookup::Hit { response, refresh } => {
                 if let Some(job) = refresh {
                     let mut h = req.headers().clone();
@@ -347,11 +348,14 @@ async fn proxy(
                 };
                 // The cache stores the response as received, before the
                 // per-client headers below.
-                let body = match cached.take().map(|m| m.respond(&mut rparts)) {
+                let decision = cached.take().map(|m| m.respond(&mut rparts));
+                note_cache(&mut record, &rparts.headers);
+                let body = match decision {
                     Some(Respond::Cached(answer)) => {
                         drop(ProxyBody::upstream(rbody, guard, pooled, None));
                         let (p, bytes) = answer.into_parts();
                         rparts = p;
+                        note_cache(&mut record, &rparts.headers);
                         let mut body = ProxyBody::full(bytes, record);
                         body.set_status(rparts.status);
                         body
@@ -431,15 +435,23 @@ async fn proxy(
 fn cache_answer(
     response: Response<bytes::Bytes>,
     rate_headers: Option<(HeaderValue, HeaderValue)>,
-    record: Option<Box<AccessRecord>>,
+    mut record: Option<Box<AccessRecord>>,
 ) -> Response<ProxyBody> {
     let (mut parts, bytes) = response.into_parts();
+    note_cache(&mut record, &parts.headers);
     if let Some(h) = rate_headers {
         protection::add_rate_headers(&mut parts.headers, h);
     }
     let mut body = ProxyBody::full(bytes, record);
     body.set_status(parts.status);
     Response::from_parts(parts, body)
+}
+
+/// Marks the access record with the cache's verdict (from `Cache-Status`).
+fn note_cache(record: &mut Option<Box<AccessRecord>>, headers: &http::HeaderMap) {
+    if let (Some(r), Some(v)) = (record, headers.get(&crate::cache::lookup::CACHE_STATUS)) {
+        r.cache = Some(crate::cache::lookup::log_status(v));
+    }
 }
 
 /// The outcome of the route lookup.
