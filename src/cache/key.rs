@@ -17,17 +17,16 @@ use http::HeaderMap;
 /// `path_and_query` on route `route`. The host is lower-cased (RFC 9110
 /// §4.2.3: the host is case-insensitive); a default port is dropped.
 pub fn primary(scheme: &str, host: &str, path_and_query: &str, route: &str) -> Box<str> {
-    let host = host.to_ascii_lowercase();
     let host = match (scheme, host.rsplit_once(':')) {
-        ("http", Some((h, "80"))) | ("https", Some((h, "443"))) => h.to_string(),
+        ("http", Some((h, "80"))) | ("https", Some((h, "443"))) => h,
         _ => host,
     };
-    let mut k = String::with_capacity(path_and_query.len() + host.len() + 8);
+    let mut k = String::with_capacity(path_and_query.len() + host.len() + route.len() + 8);
     k.push_str(path_and_query);
     k.push('\n');
     k.push_str(scheme);
     k.push('\n');
-    k.push_str(&host);
+    k.extend(host.chars().map(|c| c.to_ascii_lowercase()));
     k.push('\n');
     // A route name is YAML text: a newline in it would blur the key.
     k.extend(route.chars().map(|c| if c == '\n' { ' ' } else { c }));

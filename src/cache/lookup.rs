@@ -113,7 +113,7 @@ pub async fn lookup<B>(
     let method = req.method();
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let primary = key::primary(scheme, host.unwrap_or(""), pq, route);
-    let mut miss = Miss {
+    let new_miss = |primary: Box<str>, fwd: &'static str| Miss {
         cache: Arc::clone(cache),
         policy,
         primary,
@@ -125,38 +125,44 @@ pub async fn lookup<B>(
         stale: None,
         leader: None,
         request_time: now_unix(),
-        fwd: "uri-miss",
+        fwd,
     };
     let stats = &cache.stats;
     if *method != Method::GET && *method != Method::HEAD {
         stats.bypassed.inc();
-        miss.fwd = "method";
+        let mut miss = new_miss(primary, "method");
         miss.invalidates = !matches!(*method, Method::OPTIONS | Method::TRACE);
         return Lookup::Forward(Box::new(miss));
     }
     if req.headers().contains_key(header::RANGE) || req.headers().contains_key(header::UPGRADE) {
         // Partial content is not stored, nor a protocol switch: they go to the server.
         stats.bypassed.inc();
-        miss.fwd = "bypass";
-        return Lookup::Forward(Box::new(miss));
+        return Lookup::Forward(Box::new(new_miss(primary, "bypass")));
     }
-    miss.req = policy::request_directives(req.headers());
-    let found = find(cache, &miss.primary, req.headers());
-    if let Some(entry) = &found.entry {
-        match policy::usable(entry.lifetime, entry.age(), &entry.directives, &miss.req) {
-            Usable::Fresh => {
-                stats.hits.inc();
-                let response = answer(
-                    entry,
-                    req.headers(),
-                    method,
-                    &format!("weir; hit; ttl={}", entry.ttl()),
-                );
-                return Lookup::Hit {
-                    response,
-                    refresh: None,
-                };
-            }
+    let req_d = policy::request_directives(req.headers());
+    let found = find(cache, &primary, req.headers());
+    let usable = found
+        .entry
+        .as_ref()
+        .map(|e| policy::usable(e.lifetime, e.age(), &e.directives, &req_d));
+    if let (Some(entry), Some(Usable::Fresh)) = (&found.entry, usable) {
+        // The hot path: nothing else is allocated.
+        stats.hits.inc();
+        let response = answer(
+            entry,
+            req.headers(),
+            method,
+            &format!("weir; hit; ttl={}", entry.ttl()),
+        );
+        return Lookup::Hit {
+            response,
+            refresh: None,
+        };
+    }
+    let mut miss = new_miss(primary, "uri-miss");
+    miss.req = req_d;
+    if let (Some(entry), Some(usable)) = (&found.entry, usable) {
+        match usable {
             Usable::StaleWhileRevalidate => {
                 stats.stale.inc();
                 let status = format!(
@@ -178,7 +184,8 @@ pub async fn lookup<B>(
                 };
                 return Lookup::Hit { response, refresh };
             }
-            Usable::Revalidate => {
+            // Revalidate (fresh entries were answered above).
+            Usable::Revalidate | Usable::Fresh => {
                 miss.fwd = if miss.req.no_cache {
                     "request"
                 } else {
@@ -423,7 +430,7 @@ impl Miss {
         };
         let entry = Entry {
             status,
-            headers: parts.headers.clone(),
+            headers: owned(&parts.headers),
             body: Bytes::new(),
             stored_at: Instant::now(),
             initial_age: policy::initial_age(&parts.headers, self.request_time, now),
@@ -468,6 +475,24 @@ impl Miss {
     }
 }
 
+/// A copy of `v` in its own allocation: a received value shares the
+/// connection's read buffer, which a stored entry must not keep alive
+/// (it would escape `max_size`).
+fn own(v: &HeaderValue) -> HeaderValue {
+    let mut copy = HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+    copy.set_sensitive(v.is_sensitive());
+    copy
+}
+
+/// `headers` with every value in its own allocation (see [`own`]).
+fn owned(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, v) in headers {
+        out.append(name.clone(), own(v));
+    }
+    out
+}
+
 /// The stored response `old` updated by a `304` with `headers` (RFC 9111
 /// §4.3.4): its fields replace the stored ones (but `Content-Length`), and
 /// freshness and age start again from the 304.
@@ -485,7 +510,7 @@ fn refreshed(
         }
         merged.remove(name);
         for v in headers.get_all(name) {
-            merged.append(name.clone(), v.clone());
+            merged.append(name.clone(), own(v));
         }
     }
     let directives = policy::directives(&merged);
