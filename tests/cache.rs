@@ -208,7 +208,8 @@ async fn max_age_response_is_fetched_once_and_age_grows() {
 async fn uncacheable_responses_are_not_stored() {
     let s = setup("", "true").await;
     // (path, request headers, upstream requests after two GETs, why)
-    let cases: &[(&str, &[(&str, &str)], usize, &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], usize, &'a str);
+    let cases: &[Case] = &[
         ("/nostore", &[], 2, "RFC 9111 §5.2.2.5 no-store"),
         (
             "/private",
@@ -599,4 +600,133 @@ async fn the_access_log_shows_the_cache_status() {
     assert!(caches.contains(&"\"stored\"".to_string()), "{lines}");
     assert!(caches.contains(&"\"hit\"".to_string()), "{lines}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A raw HTTP/1.1 origin answering every request with a chunked body of
+/// `chunks` × 10 KiB (`max-age=60`), pausing 500 ms after the first chunk;
+/// `rest_sent` turns true just before the rest goes out.
+async fn chunked_origin(
+    chunks: usize,
+) -> (
+    SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let rest_sent = Arc::new(AtomicBool::new(false));
+    let (r, f) = (requests.clone(), rest_sent.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let (r, f) = (r.clone(), f.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let chunk = format!("2800\r\n{}\r\n", "c".repeat(10240));
+                    let head = "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ntransfer-encoding: chunked\r\n\r\n";
+                    if s.write_all(format!("{head}{chunk}").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    f.store(true, Ordering::SeqCst);
+                    let rest = chunk.repeat(chunks - 1) + "0\r\n\r\n";
+                    if s.write_all(rest.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, requests, rest_sent)
+}
+
+async fn chunked_setup(
+    chunks: usize,
+) -> (
+    weir::Running,
+    SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    let (origin, requests, rest_sent) = chunked_origin(chunks).await;
+    let yaml = format!(
+        "cache:\n  max_size: 1MiB\n  max_object_size: 64KiB\nlisteners:\n  - name: http\n    address: 127.0.0.1:0\nroutes:\n  - group: g\n    cache: true\ngroups:\n  g:\n    servers:\n      - address: {origin}\n"
+    );
+    let proxy = start_proxy(&yaml).await;
+    let addr = proxy.local_addr("http").unwrap();
+    (proxy, addr, requests, rest_sent)
+}
+
+#[tokio::test]
+async fn a_streamed_body_is_teed_without_delay_and_stored_when_it_fits() {
+    use http_body_util::BodyExt;
+    use std::sync::atomic::Ordering;
+    let (_proxy, addr, requests, rest_sent) = chunked_setup(3).await;
+    let req = Request::get(format!("http://{addr}/c"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = within(10, "response", client().request(req)).await.unwrap();
+    assert!(resp.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .contains("stored"));
+    let mut body = resp.into_body();
+    let first = within(10, "first frame", body.frame())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!first.data_ref().unwrap().is_empty());
+    assert!(
+        !rest_sent.load(Ordering::SeqCst),
+        "the first bytes reach the client before the server sent the rest"
+    );
+    let rest = within(10, "rest", body.collect()).await.unwrap().to_bytes();
+    assert_eq!(first.data_ref().unwrap().len() + rest.len(), 3 * 10240);
+    // Stored at the end of the stream: the next GET is a hit.
+    let mut r = get(addr, "/c").await;
+    for _ in 0..20 {
+        if header(&r, "cache-status").starts_with("weir; hit") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        r = get(addr, "/c").await;
+    }
+    assert!(
+        header(&r, "cache-status").starts_with("weir; hit"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.body.len(), 3 * 10240);
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_streamed_body_past_max_object_size_is_not_stored() {
+    use std::sync::atomic::Ordering;
+    let (proxy, addr, requests, _) = chunked_setup(10).await;
+    for _ in 0..2 {
+        let r = get(addr, "/big").await;
+        assert_eq!(r.body.len(), 10 * 10240, "the client gets it all");
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+    assert!(proxy.registry().cache.stats.too_large.get() >= 2);
 }

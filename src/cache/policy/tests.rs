@@ -131,13 +131,14 @@ fn freshness_lifetime_cases() {
     let ten_days_ago = http_date(NOW - 10 * 86400);
     let day = Some(Duration::from_secs(86400));
     // (status, headers, default_ttl, expected, section)
-    let cases: Vec<(
+    type Case<'a> = (
         u16,
-        Vec<(&str, &str)>,
+        Vec<(&'a str, &'a str)>,
         Option<Duration>,
         Option<(u64, Source)>,
-        &str,
-    )> = vec![
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             200,
             vec![("cache-control", "max-age=60, s-maxage=5")],
@@ -509,7 +510,8 @@ fn vary_cases() {
 #[test]
 fn age_cases() {
     // (headers, request time, response time, expected, section)
-    let cases: Vec<(Vec<(&str, String)>, u64, u64, u64, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, String)>, u64, u64, u64, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![], NOW, NOW, 0, "§4.2.3: no Date, no Age"),
         (
             vec![("age", "30".into())],
