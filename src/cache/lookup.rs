@@ -224,7 +224,9 @@ pub async fn lookup<B>(
             if let Some(Outcome::Stored(entry)) = w.wait(cache.config.lock_timeout).await {
                 let matches = entry.vary.is_empty()
                     || *entry.key == *key::variant(&miss.primary, &entry.vary, req.headers());
-                if matches && !miss.req.no_cache {
+                // Fetched from the server after this request arrived: that
+                // satisfies a request's no-cache too.
+                if matches {
                     stats.coalesced.inc();
                     let status = format!("weir; fwd={}; collapsed", miss.fwd);
                     return Lookup::Hit {
