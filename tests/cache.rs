@@ -533,6 +533,58 @@ async fn reload_keeps_the_cache() {
     s.proxy.apply(config(&yaml)).await.unwrap();
     assert_eq!(get_with(s.addr, "GET", "/fresh", &[]).await.text(), "v1");
     assert_eq!(s.counts.get("/fresh"), 1);
+    // New sizes: a new, empty cache.
+    let resized = yaml.replace("routes:", "cache:\n  max_size: 1MiB\nroutes:");
+    s.proxy.apply(config(&resized)).await.unwrap();
+    assert_eq!(get_with(s.addr, "GET", "/fresh", &[]).await.text(), "v2");
+    // No caching route: the cache is gone.
+    let off = yaml.replace("    cache: true\n", "");
+    s.proxy.apply(config(&off)).await.unwrap();
+    assert!(s.proxy.registry().cache.current().is_none());
+    assert_eq!(get_with(s.addr, "GET", "/fresh", &[]).await.text(), "v3");
+}
+
+#[tokio::test]
+async fn routes_do_not_share_entries() {
+    // One URL, two routes (by header) to two groups: each has its own entry.
+    let main = spawn_upstream("main").await;
+    let canary = spawn_upstream_with("canary", |_req| async {
+        Response::builder()
+            .header("cache-control", "max-age=60")
+            .body(Full::new(Bytes::from("canary")))
+            .unwrap()
+    })
+    .await;
+    let main_cached = spawn_upstream_with("main", |_req| async {
+        Response::builder()
+            .header("cache-control", "max-age=60")
+            .body(Full::new(Bytes::from("main")))
+            .unwrap()
+    })
+    .await;
+    drop(main);
+    let yaml = format!(
+        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nroutes:\n  - match: {{ headers: {{ x-canary: \"1\" }} }}\n    group: canary\n    cache: true\n  - group: main\n    cache: true\ngroups:\n  canary:\n    servers:\n      - address: {}\n  main:\n    servers:\n      - address: {}\n",
+        canary.addr, main_cached.addr
+    );
+    let proxy = start_proxy(&yaml).await;
+    let addr = proxy.local_addr("http").unwrap();
+    assert_eq!(get_with(addr, "GET", "/x", &[]).await.text(), "main");
+    assert_eq!(
+        get_with(addr, "GET", "/x", &[("x-canary", "1")])
+            .await
+            .text(),
+        "canary"
+    );
+    assert_eq!(get_with(addr, "GET", "/x", &[]).await.text(), "main");
+    assert_eq!(
+        get_with(addr, "GET", "/x", &[("x-canary", "1")])
+            .await
+            .text(),
+        "canary"
+    );
+    assert_eq!(main_cached.hits(), 1);
+    assert_eq!(canary.hits(), 1);
 }
 
 #[test]

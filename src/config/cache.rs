@@ -19,7 +19,8 @@ use crate::cache::{CacheConfig, CacheSettings, RoutePolicy};
 pub struct RawCache {
     /// Most bytes held, bodies, headers and keys counted (default `256MiB`).
     pub max_size: Option<Spanned<RawByteSize>>,
-    /// Largest body stored (default `8MiB`); larger ones stream through uncached.
+    /// Largest body stored (default `8MiB`, or `max_size` when that is
+    /// smaller); larger ones stream through uncached.
     pub max_object_size: Option<Spanned<RawByteSize>>,
     /// Longest wait of a request for another's response to the same key
     /// (request coalescing; default `5s`), after which it goes to the server itself.
@@ -122,6 +123,10 @@ pub(super) fn build(
                 Ok(d) => config.lock_timeout = d,
                 Err(e) => errs.at(Some(&v.referenced), "cache.lock_timeout", e),
             }
+        }
+        if c.max_object_size.is_none() {
+            // The default never exceeds a small max_size.
+            config.max_object_size = config.max_object_size.min(config.max_size);
         }
         if config.max_object_size > config.max_size {
             let at = c.max_object_size.as_ref().map(|v| &v.referenced);
