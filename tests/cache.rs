@@ -782,3 +782,20 @@ async fn a_streamed_body_past_max_object_size_is_not_stored() {
     assert_eq!(requests.load(Ordering::SeqCst), 2);
     assert!(proxy.registry().cache.stats.too_large.get() >= 2);
 }
+
+#[tokio::test]
+async fn hits_over_h2c() {
+    let s = setup("", "true").await;
+    let req = || {
+        Request::get(format!("http://{}/fresh", s.addr))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let first = h2c_request(s.addr, req()).await;
+    assert_eq!(first.text(), "v1");
+    let second = h2c_request(s.addr, req()).await;
+    assert_eq!(second.version, http::Version::HTTP_2);
+    assert_eq!(second.text(), "v1");
+    assert!(header(&second, "cache-status").starts_with("weir; hit"));
+    assert_eq!(s.counts.get("/fresh"), 1);
+}
