@@ -192,11 +192,9 @@ fn not_yet_supported_keys_are_rejected() {
         panic!("the base config does not parse:\n{e}");
     }
     let cases = [
-        yaml("cache: {}\n", "", "", "", "", ""),
         yaml("", "    proxy_protocol: true\n", "", "", "", ""),
         yaml("", "", "      client_auth: {}\n", "", "", ""),
         yaml("", "", "      acme: {}\n", "", "", ""),
-        yaml("", "", "", "    cache: true\n", "", ""),
         yaml("", "", "", "    compression: {}\n", "", ""),
         yaml("", "", "", "    redirect: {}\n", "", ""),
         yaml("", "", "", "    rewrite: {}\n", "", ""),

@@ -14,7 +14,7 @@
 //!   (RFC 6750 §3).
 //!
 //! Mutating endpoints are every method other than GET and HEAD: `/reload`,
-//! drain, enable (and cache purge when it lands).
+//! drain, enable and cache purge.
 
 use std::net::IpAddr;
 

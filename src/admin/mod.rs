@@ -8,6 +8,7 @@
 //! | `POST /reload` | re-reads the config file; `200` or `400` with the errors |
 //! | `POST /groups/{group}/servers/{id}/drain` | the server gets no new requests |
 //! | `POST /groups/{group}/servers/{id}/enable` | undoes `drain` |
+//! | `POST /cache/purge[?prefix=/path]` | empties the response cache (or the entries whose path starts with the prefix) |
 //!
 //! Every request is checked first ([`auth`]): a `Host` that is not
 //! `localhost` or an IP gets `403` (DNS rebinding); a mutating request from
@@ -160,6 +161,10 @@ pub async fn handle(running: &Running, req: Request<Incoming>) -> Response<Full<
             },
             _ => not_allowed("POST"),
         },
+        ["cache", "purge"] => match method {
+            Method::POST => purge(running, req.uri().query()),
+            _ => not_allowed("POST"),
+        },
         ["groups", group, "servers", id, action @ ("drain" | "enable")] => {
             if method != Method::POST {
                 return not_allowed("POST");
@@ -189,6 +194,57 @@ pub async fn handle(running: &Running, req: Request<Incoming>) -> Response<Full<
         }
         _ => text(StatusCode::NOT_FOUND, "404 Not Found"),
     }
+}
+
+/// `POST /cache/purge`: removes every stored response, or with
+/// `?prefix=/static` those whose path (and query) starts with the
+/// percent-decoded prefix. Answers `200` with the count.
+fn purge(running: &Running, query: Option<&str>) -> Response<Full<Bytes>> {
+    let mut prefix = String::new();
+    for pair in query.unwrap_or("").split('&') {
+        if let Some(v) = pair.strip_prefix("prefix=") {
+            match percent_decode(v) {
+                Some(p) => prefix = p,
+                None => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "prefix is not valid percent-encoded UTF-8",
+                    )
+                }
+            }
+        }
+    }
+    let Some(cache) = running.registry().cache.current() else {
+        return text(StatusCode::OK, "purged 0 entries (no route caches)");
+    };
+    let n = cache.purge(&prefix);
+    tracing::info!(prefix = %prefix, entries = n, "cache purged by the admin API");
+    text(StatusCode::OK, format!("purged {n} entries"))
+}
+
+/// Decodes `%XX` escapes (and `+` as a space, as in a form) of a query value.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The `/status` document.

@@ -9,6 +9,7 @@
 
 mod admin;
 mod affinity;
+pub mod cache;
 mod health;
 pub mod jwt;
 pub mod limits;
@@ -63,6 +64,9 @@ pub struct RawConfig {
     pub workers: Option<Spanned<usize>>,
     /// The access log; absent = one text line per request on stderr.
     pub access_log: Option<RawAccessLog>,
+    /// The shared response cache's sizes (`docs/cache.md`); absent while a
+    /// route caches = the defaults (`256MiB`, `8MiB`).
+    pub cache: Option<Spanned<cache::RawCache>>,
 }
 
 /// The `access_log` section.
@@ -170,6 +174,9 @@ pub struct RawRoute {
     pub deny: Option<Spanned<Vec<String>>>,
     /// Largest request body (`10MiB`, or bytes); larger gets 413.
     pub max_request_body: Option<Spanned<limits::RawByteSize>>,
+    /// RFC 9111 shared caching of this route's responses: `true`, or
+    /// `{ default_ttl: 60s }` to also keep responses without freshness information.
+    pub cache: Option<Spanned<cache::RawRouteCacheValue>>,
 }
 
 /// The matchers of a route.

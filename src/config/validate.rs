@@ -84,6 +84,8 @@ pub struct Config {
     pub workers: usize,
     /// The access log.
     pub access_log: AccessLogConfig,
+    /// The response cache's sizes and each route's `cache` setting.
+    pub cache: crate::cache::CacheSettings,
 }
 
 /// The format of access lines (`access_log.format`).
@@ -374,6 +376,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
     };
 
     let access_log = access_log(raw.access_log.as_ref(), base, &mut errs);
+    let cache = super::cache::build(raw.cache.as_ref(), &raw.routes, &mut errs);
 
     if !errs.list.is_empty() {
         return Err(ConfigErrors(errs.list));
@@ -392,6 +395,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         limits,
         workers,
         access_log,
+        cache,
     })
 }
 

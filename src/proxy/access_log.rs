@@ -59,6 +59,9 @@ pub struct AccessRecord {
     pub bytes: u64,
     /// True when the body did not end normally (client went away, upstream reset).
     pub aborted: bool,
+    /// The response cache's verdict on a cached route (`hit`, `miss`,
+    /// `stale`, …; see `cache::lookup::log_status`); `None` elsewhere.
+    pub cache: Option<&'static str>,
     /// Set when the record is emitted: wall-clock end time and duration (µs).
     end: Option<(SystemTime, u64)>,
 }
@@ -77,6 +80,7 @@ impl AccessRecord {
             server: None,
             bytes: 0,
             aborted: false,
+            cache: None,
             end: None,
         }
     }
@@ -113,6 +117,7 @@ impl AccessRecord {
             duration_ms = format_args!("{:.3}", self.duration_ms()),
             bytes = self.bytes,
             aborted = self.aborted,
+            cache = self.cache.unwrap_or("-"),
         );
     }
 
@@ -123,7 +128,7 @@ impl AccessRecord {
     pub fn write_line(&self, format: Format, out: &mut impl Write) -> io::Result<()> {
         let time = humantime::format_rfc3339_millis(self.end.map_or_else(SystemTime::now, |e| e.0));
         match format {
-            Format::Text => writeln!(
+            Format::Text => write!(
                 out,
                 "{time} client={} method={} path={} status={} route={} group={} server={} duration_ms={:.3} bytes={} aborted={}",
                 self.client,
@@ -136,9 +141,14 @@ impl AccessRecord {
                 self.duration_ms(),
                 self.bytes,
                 self.aborted,
-            ),
+            )
+            .and_then(|()| match self.cache {
+                // Only on cached routes, so other lines keep their shape.
+                Some(c) => writeln!(out, " cache={c}"),
+                None => writeln!(out),
+            }),
             Format::Json => {
-                let line = serde_json::json!({
+                let mut line = serde_json::json!({
                     "time": time.to_string(),
                     "client": self.client.to_string(),
                     "method": self.method.as_str(),
@@ -151,6 +161,9 @@ impl AccessRecord {
                     "bytes": self.bytes,
                     "aborted": self.aborted,
                 });
+                if let Some(c) = self.cache {
+                    line["cache"] = c.into();
+                }
                 serde_json::to_writer(&mut *out, &line)?;
                 out.write_all(b"\n")
             }

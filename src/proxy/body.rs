@@ -234,6 +234,8 @@ pub struct ProxyBody {
     guard: Option<InFlightGuard>,
     request: Option<RequestGuard>,
     record: Option<Box<AccessRecord>>,
+    /// Copies the body for the response cache while it streams.
+    tee: Option<Box<crate::cache::tee::Tee>>,
 }
 
 #[derive(Debug)]
@@ -258,6 +260,7 @@ impl ProxyBody {
             guard: Some(guard),
             request: None,
             record,
+            tee: None,
         };
         if ended {
             b.checkin();
@@ -279,6 +282,7 @@ impl ProxyBody {
             guard: None,
             request: None,
             record,
+            tee: None,
         }
     }
 
@@ -290,6 +294,17 @@ impl ProxyBody {
             guard: None,
             request: None,
             record: None,
+            tee: None,
+        }
+    }
+
+    /// Copies this body into the response cache as it streams (stored
+    /// when it ends cleanly; see `cache::tee`).
+    pub fn set_tee(&mut self, mut tee: crate::cache::tee::Tee) {
+        if Body::is_end_stream(&*self) {
+            tee.end();
+        } else {
+            self.tee = Some(Box::new(tee));
         }
     }
 
@@ -345,15 +360,28 @@ impl Body for ProxyBody {
                 if let (Some(data), Some(r)) = (frame.data_ref(), &mut this.record) {
                     r.bytes += data.len() as u64;
                 }
-                if this.pooled.is_some() && this.is_end_stream() {
+                if let (Some(data), Some(t)) = (frame.data_ref(), &mut this.tee) {
+                    t.data(data);
+                }
+                let ended = this.is_end_stream();
+                if this.pooled.is_some() && ended {
                     this.checkin();
+                }
+                if ended {
+                    if let Some(mut t) = this.tee.take() {
+                        t.end();
+                    }
                 }
             }
             Poll::Ready(None) => {
+                if let Some(mut t) = this.tee.take() {
+                    t.end();
+                }
                 this.checkin();
                 this.finish();
             }
             Poll::Ready(Some(Err(_))) => {
+                this.tee = None;
                 if let Some(r) = &mut this.record {
                     r.aborted = true;
                 }

@@ -39,6 +39,8 @@ pub struct Snapshot {
     /// The admin token (`admin.token*`), read by the admin API on each
     /// mutating request, so a reload can change it.
     pub admin_token: Option<Arc<[u8]>>,
+    /// The response cache and each route's cache policy.
+    pub cache: crate::cache::RouteCaches,
 }
 
 impl Snapshot {
@@ -68,6 +70,7 @@ impl Snapshot {
                 .map(|r| registry.route_stats(&r.name))
                 .collect(),
             admin_token: config.admin_token.clone(),
+            cache: crate::cache::RouteCaches::build(&config.cache, &config.routes, &registry.cache),
         }
     }
 

@@ -20,6 +20,7 @@ use super::upgrade;
 use super::{LocalSnapshot, Snapshot};
 use crate::affinity::{self, Session};
 use crate::balancer::PickContext;
+use crate::cache::lookup::Respond;
 use crate::config::ListenerConfig;
 use crate::error::ErrorKind;
 use crate::forward;
@@ -160,6 +161,24 @@ async fn proxy(
         .and_then(|p| p.max_request_body)
         .map(crate::limits::BodyLimit::new);
 
+    // The response cache (cache/): a hit answers here, before any server is picked.
+    let mut cached = None;
+    if let Some((cache, policy, name)) = snapshot.cache.route(route_index) {
+        let scheme = conn.client.proto;
+        match crate::cache::lookup::lookup(cache, policy, &req, scheme, host_str, name).await {
+            crate::cache::lookup::Lookup::Hit { response, refresh } => {
+                if let Some(job) = refresh {
+                    let mut h = req.headers().clone();
+                    headers::rewrite_request(&mut h, &conn.client, req.version(), host.as_ref());
+                    job.spawn(Arc::clone(group), conn.peer.ip(), h, req.uri().clone());
+                }
+                observe(response.status().as_u16());
+                return cache_answer(response, rate_headers, record);
+            }
+            crate::cache::lookup::Lookup::Forward(miss) => cached = Some(miss),
+        }
+    }
+
     let upgrade = upgrade::requested(&mut req);
     let (mut parts, body) = req.into_parts();
     let grpc_timeout = super::grpc::timeout(&parts.headers);
@@ -197,6 +216,9 @@ async fn proxy(
     // servers, the client gets that (502), not "no server" (503).
     let mut last_failure: Option<StatusCode> = None;
     let mut prepared = parts.headers;
+    if let Some(miss) = &cached {
+        miss.prepare(&mut prepared);
+    }
     loop {
         let ctx = PickContext {
             client_ip: conn.peer.ip(),
@@ -212,6 +234,10 @@ async fn proxy(
             if group.stats.no_server() {
                 // At most once a second per group; the count is in /metrics.
                 tracing::warn!(route = %route.name, group = %group.name, "no usable server in group: answering 503");
+            }
+            if let Some(stale) = cached.take().and_then(|m| m.stale_on_error()) {
+                observe(stale.status().as_u16());
+                return cache_answer(stale, rate_headers, record);
             }
             observe(503);
             return error_response(ErrorKind::NoServer.status(), record);
@@ -326,6 +352,32 @@ async fn proxy(
                 };
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::rewrite_response(&mut rparts.headers, rparts.version);
+                let pooled = Pooled {
+                    conn: upstream_conn,
+                    max_idle: group.pool.max_idle,
+                };
+                // The cache stores the response as received, before the
+                // per-client headers below.
+                let decision = cached.take().map(|m| m.respond(&mut rparts));
+                note_cache(&mut record, &rparts.headers);
+                let body = match decision {
+                    Some(Respond::Cached(answer)) => {
+                        drop(ProxyBody::upstream(rbody, guard, pooled, None));
+                        let (p, bytes) = answer.into_parts();
+                        rparts = p;
+                        note_cache(&mut record, &rparts.headers);
+                        let mut body = ProxyBody::full(bytes, record);
+                        body.set_status(rparts.status);
+                        body
+                    }
+                    tee => {
+                        let mut body = ProxyBody::upstream(rbody, guard, pooled, record);
+                        if let Some(Respond::Stream(Some(tee))) = tee {
+                            body.set_tee(tee);
+                        }
+                        body
+                    }
+                };
                 if let Some(h) = rate_headers.take() {
                     protection::add_rate_headers(&mut rparts.headers, h);
                 }
@@ -333,14 +385,7 @@ async fn proxy(
                     s.finish(index, conn.client.proto == "https", &mut rparts.headers);
                 }
                 rparts.version = Version::HTTP_11;
-                let pooled = Pooled {
-                    conn: upstream_conn,
-                    max_idle: group.pool.max_idle,
-                };
-                return Response::from_parts(
-                    rparts,
-                    ProxyBody::upstream(rbody, guard, pooled, record),
-                );
+                return Response::from_parts(rparts, body);
             }
             Err((err, unsent)) => {
                 drop(guard);
@@ -379,6 +424,10 @@ async fn proxy(
                 if !can_retry {
                     let status = err.status();
                     stats.responses.inc(status.as_u16());
+                    if let Some(stale) = cached.take().and_then(|m| m.stale_on_error()) {
+                        observe(stale.status().as_u16());
+                        return cache_answer(stale, rate_headers, record);
+                    }
                     observe(status.as_u16());
                     return error_response(status, record);
                 }
@@ -388,6 +437,30 @@ async fn proxy(
                 attempts_left -= 1;
             }
         }
+    }
+}
+
+/// A response from the cache (a hit, or stale on an error), with the
+/// per-client headers added as on a forwarded response.
+fn cache_answer(
+    response: Response<bytes::Bytes>,
+    rate_headers: Option<(HeaderValue, HeaderValue)>,
+    mut record: Option<Box<AccessRecord>>,
+) -> Response<ProxyBody> {
+    let (mut parts, bytes) = response.into_parts();
+    note_cache(&mut record, &parts.headers);
+    if let Some(h) = rate_headers {
+        protection::add_rate_headers(&mut parts.headers, h);
+    }
+    let mut body = ProxyBody::full(bytes, record);
+    body.set_status(parts.status);
+    Response::from_parts(parts, body)
+}
+
+/// Marks the access record with the cache's verdict (from `Cache-Status`).
+fn note_cache(record: &mut Option<Box<AccessRecord>>, headers: &http::HeaderMap) {
+    if let (Some(r), Some(v)) = (record, headers.get(&crate::cache::lookup::CACHE_STATUS)) {
+        r.cache = Some(crate::cache::lookup::log_status(v));
     }
 }
 

@@ -30,6 +30,8 @@ pub struct StateRegistry {
     pub global: GlobalStats,
     /// Rate-limit buckets, the Redis client and protection counters.
     pub limits: crate::limits::LimitsRegistry,
+    /// The response cache (kept across reloads) and its counters.
+    pub cache: crate::cache::CacheRegistry,
 }
 
 fn entry<T: Default>(map: &Mutex<HashMap<Arc<str>, Arc<T>>>, name: &Arc<str>) -> Arc<T> {
