@@ -23,6 +23,7 @@ pub mod admin;
 pub mod affinity;
 pub mod balancer;
 pub mod config;
+pub mod content;
 pub mod error;
 pub mod forward;
 pub mod health;

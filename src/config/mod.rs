@@ -9,6 +9,7 @@
 
 mod admin;
 mod affinity;
+pub mod content;
 mod health;
 pub mod jwt;
 pub mod limits;
@@ -155,8 +156,9 @@ pub struct RawRoute {
     /// The matchers; all must hold. Absent or empty matches every request.
     #[serde(rename = "match", default)]
     pub matchers: RawMatch,
-    /// The server group that serves matching requests.
-    pub group: Spanned<String>,
+    /// The server group that serves matching requests (required unless
+    /// the route has a `redirect`).
+    pub group: Option<Spanned<String>>,
     /// Claim name → upstream header set from the verified bearer token;
     /// client-sent copies of those headers are removed.
     pub forward_claims: Option<Spanned<BTreeMap<String, String>>>,
@@ -169,6 +171,16 @@ pub struct RawRoute {
     pub deny: Option<Spanned<Vec<String>>>,
     /// Largest request body (`10MiB`, or bytes); larger gets 413.
     pub max_request_body: Option<Spanned<limits::RawByteSize>>,
+    /// Upstream path rewrite: `prefix`, or `regex` + `replace`.
+    pub rewrite: Option<Spanned<content::RawRewrite>>,
+    /// Header rules for the upstream request (after weir's proxy headers).
+    pub request_headers: Option<content::RawHeaderRules>,
+    /// Header rules for the response to the client.
+    pub response_headers: Option<content::RawHeaderRules>,
+    /// Response compression by the client's `Accept-Encoding`.
+    pub compression: Option<Spanned<content::RawCompression>>,
+    /// Answer with a redirect instead of forwarding (then no `group`).
+    pub redirect: Option<Spanned<content::RawRedirect>>,
 }
 
 /// The matchers of a route.

@@ -123,6 +123,22 @@ async fn proxy(
     if !request_checks::trace_allowed(req.method(), &route.methods) {
         return reject(conn, req.version(), Reason::Trace, record);
     }
+    let content = route.content.as_deref();
+    if let Some(c) = content.filter(|c| c.redirect.is_some()) {
+        let (h, v) = (host.as_ref(), claims.as_deref());
+        return crate::content::redirect::serve(
+            c,
+            snapshot,
+            route_index,
+            conn,
+            &req,
+            h,
+            v,
+            record,
+            start,
+        )
+        .await;
+    }
     let route_stats = &snapshot.route_stats[route_index];
     let Some(group) = snapshot.groups.get(route.group) else {
         return error_response(StatusCode::INTERNAL_SERVER_ERROR, record);
@@ -156,6 +172,24 @@ async fn proxy(
         .and_then(|p| p.max_request_body)
         .map(crate::limits::BodyLimit::new);
 
+    // Content rules (content/): the coding is chosen from the request's
+    // Accept-Encoding now, before its headers move upstream; the upstream path.
+    let encoding = crate::content::compress::negotiate(
+        crate::content::compression(content),
+        req.method(),
+        req.headers(),
+    );
+    let target = match crate::content::upstream_path(content, &path, req.uri().query()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(route = %route.name, cause = %e, "rewrite failed: answering 500");
+            observe(500);
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, record);
+        }
+    };
+    if let (Some(r), Some(t)) = (&mut record, &target) {
+        r.upstream_path = Some(t.as_str().into());
+    }
     let upgrade = upgrade::requested(&mut req);
     let (mut parts, body) = req.into_parts();
     let slot = (!http_body::Body::is_end_stream(&body))
@@ -170,6 +204,7 @@ async fn proxy(
         let claims = claims.as_deref().map(|v| &v.claims);
         route::claims::forward(&route.forward_claims, claims, &mut parts.headers);
     }
+    crate::content::request_headers(content, &mut parts.headers);
     if let Some(u) = &upgrade {
         u.restore_request_headers(&mut parts.headers);
     }
@@ -223,7 +258,7 @@ async fn proxy(
                 headers.insert(header::HOST, v);
             }
         }
-        let uri = server.uri(parts.uri.path_and_query());
+        let uri = server.uri(target.as_ref().or(parts.uri.path_and_query()));
         let mut upstream_req =
             Request::new(slot.as_ref().map_or(UpstreamBody::Empty, BodySlot::body));
         *upstream_req.method_mut() = parts.method.clone();
@@ -322,14 +357,18 @@ async fn proxy(
                 if let Some(s) = &session {
                     s.finish(index, conn.client.proto == "https", &mut rparts.headers);
                 }
+                crate::content::response_headers(content, &mut rparts.headers);
                 rparts.version = Version::HTTP_11;
                 let pooled = Pooled {
                     conn: upstream_conn,
                     max_idle: group.pool.max_idle,
                 };
-                return Response::from_parts(
-                    rparts,
-                    ProxyBody::upstream(rbody, guard, pooled, record),
+                let resp =
+                    Response::from_parts(rparts, ProxyBody::upstream(rbody, guard, pooled, record));
+                return crate::content::compress::apply(
+                    resp,
+                    encoding,
+                    crate::content::compression(content),
                 );
             }
             Err((err, unsent)) => {
