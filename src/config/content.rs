@@ -426,7 +426,10 @@ fn rules(raw: &RawHeaderRules, key: &str, request: bool, errs: &mut Errors) -> H
             let Some(n) = check_name(name, &map.referenced, k.clone(), errs) else {
                 continue;
             };
-            let Ok(v) = HeaderValue::from_str(value) else {
+            // Visible ASCII, spaces and tabs: obs-text (RFC 9110 §5.5) is
+            // refused, so a value means the same to every peer.
+            let ascii = value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+            let Some(v) = HeaderValue::from_str(value).ok().filter(|_| ascii) else {
                 errs.at(
                     Some(&map.referenced),
                     k,
