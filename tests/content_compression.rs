@@ -28,7 +28,7 @@ fn json_20k() -> String {
             "{{\"id\":{i},\"name\":\"user-{}\",\"email\":\"user{}@example.com\",\"active\":{},\"score\":{}}}",
             i * 7919 % 10007,
             i * 31 % 997,
-            i % 3 == 0,
+            i.is_multiple_of(3),
             (i * 2654435761) % 100_000
         ));
         i += 1;

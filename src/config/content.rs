@@ -428,7 +428,9 @@ fn rules(raw: &RawHeaderRules, key: &str, request: bool, errs: &mut Errors) -> H
             };
             // Visible ASCII, spaces and tabs: obs-text (RFC 9110 §5.5) is
             // refused, so a value means the same to every peer.
-            let ascii = value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+            let ascii = value
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
             let Some(v) = HeaderValue::from_str(value).ok().filter(|_| ascii) else {
                 errs.at(
                     Some(&map.referenced),

@@ -434,7 +434,8 @@ fn weaken_etag(headers: &mut HeaderMap) {
 #[derive(Debug)]
 enum Encoder {
     Zstd(ZstdEncoder<Vec<u8>>),
-    Br(BrotliEncoder<Vec<u8>>),
+    /// Boxed: brotli's state is 5.6 KiB inline.
+    Br(Box<BrotliEncoder<Vec<u8>>>),
     Gzip(GzipEncoder<Vec<u8>>),
 }
 
@@ -447,12 +448,12 @@ impl Encoder {
                 Level::Precise(levels.zstd),
                 &[async_compression::zstd::CParameter::window_log(WINDOW_LOG)],
             )),
-            Encoding::Br => Encoder::Br(BrotliEncoder::with_params(
+            Encoding::Br => Encoder::Br(Box::new(BrotliEncoder::with_params(
                 out,
                 async_compression::brotli::EncoderParams::default()
                     .quality(Level::Precise(i32::try_from(levels.br).unwrap_or(4)))
                     .window_size(WINDOW_LOG as i32),
-            )),
+            ))),
             Encoding::Gzip => Encoder::Gzip(GzipEncoder::with_quality(
                 out,
                 Level::Precise(i32::try_from(levels.gzip).unwrap_or(6)),
@@ -463,7 +464,7 @@ impl Encoder {
     fn writer(&mut self) -> Pin<&mut (dyn AsyncWrite + Unpin + Send)> {
         match self {
             Encoder::Zstd(e) => Pin::new(e),
-            Encoder::Br(e) => Pin::new(e),
+            Encoder::Br(e) => Pin::new(&mut **e),
             Encoder::Gzip(e) => Pin::new(e),
         }
     }
