@@ -356,3 +356,18 @@ async fn a_route_without_compression_never_compresses() {
     assert_eq!(header(&r, "content-encoding"), None);
     assert!(!varies_on_accept_encoding(&r));
 }
+
+#[tokio::test]
+async fn http2_clients_get_compressed_responses_too() {
+    let up = upstream().await;
+    let weir = proxy(&up, "{}").await;
+    let addr = weir.local_addr("http").unwrap();
+    let req = Request::get(format!("http://{addr}/json"))
+        .header("accept-encoding", "br")
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = h2c_request(addr, req).await;
+    assert_eq!(r.version, http::Version::HTTP_2);
+    assert_eq!(header(&r, "content-encoding"), Some("br"));
+    assert_eq!(decode("br", &r.body), json_20k().as_bytes());
+}

@@ -221,8 +221,12 @@ pub fn negotiate(
         return None;
     }
     let mut accept = headers.get_all(header::ACCEPT_ENCODING).iter().peekable();
-    accept.peek()?;
-    let mut list = String::new();
+    let first = accept.next()?;
+    if accept.peek().is_none() {
+        // The usual case: one field, read in place.
+        return choose(&cfg.algorithms, first.to_str().unwrap_or(""));
+    }
+    let mut list = String::from(first.to_str().unwrap_or(""));
     for v in accept {
         if let Ok(s) = v.to_str() {
             if !list.is_empty() {
