@@ -24,6 +24,7 @@ pub mod affinity;
 pub mod balancer;
 pub mod cache;
 pub mod config;
+pub mod content;
 pub mod error;
 pub mod forward;
 pub mod health;

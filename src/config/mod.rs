@@ -10,6 +10,7 @@
 mod admin;
 mod affinity;
 pub mod cache;
+pub mod content;
 mod health;
 pub mod jwt;
 pub mod limits;
@@ -160,8 +161,9 @@ pub struct RawRoute {
     /// The matchers; all must hold. Absent or empty matches every request.
     #[serde(rename = "match", default)]
     pub matchers: RawMatch,
-    /// The server group that serves matching requests.
-    pub group: Spanned<String>,
+    /// The server group that serves matching requests (required unless
+    /// the route has a `redirect`).
+    pub group: Option<Spanned<String>>,
     /// Claim name → upstream header set from the verified bearer token;
     /// client-sent copies of those headers are removed.
     pub forward_claims: Option<Spanned<BTreeMap<String, String>>>,
@@ -177,6 +179,16 @@ pub struct RawRoute {
     /// RFC 9111 shared caching of this route's responses: `true`, or
     /// `{ default_ttl: 60s }` to also keep responses without freshness information.
     pub cache: Option<Spanned<cache::RawRouteCacheValue>>,
+    /// Upstream path rewrite: `prefix`, or `regex` + `replace`.
+    pub rewrite: Option<Spanned<content::RawRewrite>>,
+    /// Header rules for the upstream request (after weir's proxy headers).
+    pub request_headers: Option<content::RawHeaderRules>,
+    /// Header rules for the response to the client.
+    pub response_headers: Option<content::RawHeaderRules>,
+    /// Response compression by the client's `Accept-Encoding`.
+    pub compression: Option<Spanned<content::RawCompression>>,
+    /// Answer with a redirect instead of forwarding (then no `group`).
+    pub redirect: Option<Spanned<content::RawRedirect>>,
 }
 
 /// The matchers of a route.

@@ -772,12 +772,16 @@ fn route(
     let m = &r.matchers;
     let extra = route_extra::build(r, &key, has_jwt, errs);
 
-    let group = groups.get(r.group.value.as_str()).copied();
-    if group.is_none() {
+    let content = super::content::build(r, &key, errs);
+    let group = match &r.group {
+        Some(g) => groups.get(g.value.as_str()).copied(),
+        None => Some(crate::route::NO_GROUP),
+    };
+    if let (None, Some(g)) = (group, &r.group) {
         errs.at(
-            Some(&r.group.referenced),
+            Some(&g.referenced),
             format!("{key}.group"),
-            format!("no group named {:?} under groups", r.group.value),
+            format!("no group named {:?} under groups", g.value),
         );
     }
     let host = m
@@ -857,6 +861,7 @@ fn route(
         cookies: extra.cookies,
         jwt_claims: extra.jwt_claims,
         forward_claims: extra.forward_claims,
+        content,
         group: group?,
     })
 }

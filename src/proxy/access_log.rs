@@ -47,6 +47,8 @@ pub struct AccessRecord {
     pub method: Method,
     /// Request URI as received.
     pub uri: Uri,
+    /// Path and query sent upstream when a route's `rewrite` changed them.
+    pub upstream_path: Option<Box<str>>,
     /// Response status sent.
     pub status: u16,
     /// Route name, if one matched.
@@ -74,6 +76,7 @@ impl AccessRecord {
             client,
             method,
             uri,
+            upstream_path: None,
             status: 0,
             route: None,
             group: None,
@@ -110,6 +113,7 @@ impl AccessRecord {
             client = %self.client,
             method = %self.method,
             path = %self.path(),
+            upstream_path = self.upstream_path.as_deref().unwrap_or("-"),
             status = self.status,
             route = self.route.as_deref().unwrap_or("-"),
             group = self.group.as_deref().unwrap_or("-"),
@@ -127,13 +131,17 @@ impl AccessRecord {
     /// The writer's.
     pub fn write_line(&self, format: Format, out: &mut impl Write) -> io::Result<()> {
         let time = humantime::format_rfc3339_millis(self.end.map_or_else(SystemTime::now, |e| e.0));
+        // Only a rewritten request shows where it went; other lines keep their shape.
+        let upstream = self.upstream_path.as_deref();
         match format {
             Format::Text => write!(
                 out,
-                "{time} client={} method={} path={} status={} route={} group={} server={} duration_ms={:.3} bytes={} aborted={}",
+                "{time} client={} method={} path={}{}{} status={} route={} group={} server={} duration_ms={:.3} bytes={} aborted={}",
                 self.client,
                 self.method,
                 self.path(),
+                if upstream.is_some() { " upstream_path=" } else { "" },
+                upstream.unwrap_or(""),
                 self.status,
                 self.route.as_deref().unwrap_or("-"),
                 self.group.as_deref().unwrap_or("-"),
@@ -153,6 +161,7 @@ impl AccessRecord {
                     "client": self.client.to_string(),
                     "method": self.method.as_str(),
                     "path": self.path(),
+                    "upstream_path": upstream,
                     "status": self.status,
                     "route": self.route.as_deref(),
                     "group": self.group.as_deref(),

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 
 use super::access_log::AccessRecord;
 use super::client_body::{self, BodyTimeout, ClientFault, FaultCell};
+use crate::content::compress::{Compressed, Encoding, Levels};
 use crate::limits::BodyLimit;
 use crate::listener::RequestGuard;
 use crate::upstream::{InFlightGuard, Lease, ServerState};
@@ -242,6 +243,8 @@ pub struct ProxyBody {
 enum Kind {
     Upstream(Incoming),
     Full(Option<Bytes>),
+    /// Another body compressed as it streams (`content::compress`).
+    Compressed(Box<Compressed>),
 }
 
 impl ProxyBody {
@@ -281,6 +284,23 @@ impl ProxyBody {
             pooled: None,
             guard: None,
             request: None,
+            record,
+            tee: None,
+        }
+    }
+
+    /// `inner` compressed with `encoding` as it streams
+    /// (`content::compress::apply`). The access record and the request guard
+    /// move to the outer body, so the log counts the bytes sent; the inner
+    /// body keeps its connection and in-flight guard.
+    pub fn compressed(mut inner: ProxyBody, encoding: Encoding, levels: Levels) -> Self {
+        let record = inner.record.take();
+        let request = inner.request.take();
+        ProxyBody {
+            kind: Kind::Compressed(Box::new(Compressed::new(inner, encoding, levels))),
+            pooled: None,
+            guard: None,
+            request,
             record,
             tee: None,
         }
@@ -354,6 +374,7 @@ impl Body for ProxyBody {
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Kind::Compressed(c) => c.poll_next(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -396,6 +417,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
             Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Compressed(c) => c.is_end_stream(),
         }
     }
 
@@ -404,6 +426,7 @@ impl Body for ProxyBody {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream(b) => b.size_hint(),
+            Kind::Compressed(c) => c.size_hint(),
         }
     }
 }

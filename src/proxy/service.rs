@@ -128,6 +128,22 @@ async fn proxy(
     if !request_checks::trace_allowed(req.method(), &route.methods) {
         return reject(conn, req.version(), Reason::Trace, record);
     }
+    let content = route.content.as_deref();
+    if let Some(c) = content.filter(|c| c.redirect.is_some()) {
+        let (h, v) = (host.as_ref(), claims.as_deref());
+        return crate::content::redirect::serve(
+            c,
+            snapshot,
+            route_index,
+            conn,
+            &req,
+            h,
+            v,
+            record,
+            start,
+        )
+        .await;
+    }
     let route_stats = &snapshot.route_stats[route_index];
     let Some(group) = snapshot.groups.get(route.group) else {
         return error_response(StatusCode::INTERNAL_SERVER_ERROR, record);
@@ -161,6 +177,24 @@ async fn proxy(
         .and_then(|p| p.max_request_body)
         .map(crate::limits::BodyLimit::new);
 
+    // Content rules (content/): the coding is chosen from the request's
+    // Accept-Encoding now, before its headers move upstream; the upstream path.
+    let encoding = crate::content::compress::negotiate(
+        crate::content::compression(content),
+        req.method(),
+        req.headers(),
+    );
+    let target = match crate::content::upstream_path(content, &path, req.uri().query()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(route = %route.name, cause = %e, "rewrite failed: answering 500");
+            observe(500);
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, record);
+        }
+    };
+    if let (Some(r), Some(t)) = (&mut record, &target) {
+        r.upstream_path = Some(t.as_str().into());
+    }
     // The response cache (cache/): a hit answers here, before any server is picked.
     let mut cached = None;
     if let Some((cache, policy, name)) = snapshot.cache.route(route_index) {
@@ -170,10 +204,14 @@ async fn proxy(
                 if let Some(job) = refresh {
                     let mut h = req.headers().clone();
                     headers::rewrite_request(&mut h, &conn.client, req.version(), host.as_ref());
-                    job.spawn(Arc::clone(group), conn.peer.ip(), h, req.uri().clone());
+                    let uri = match &target {
+                        Some(t) => http::Uri::from(t.clone()),
+                        None => req.uri().clone(),
+                    };
+                    job.spawn(Arc::clone(group), conn.peer.ip(), h, uri);
                 }
                 observe(response.status().as_u16());
-                return cache_answer(response, rate_headers, record);
+                return cache_answer(response, rate_headers, record, content, encoding);
             }
             crate::cache::lookup::Lookup::Forward(miss) => cached = Some(miss),
         }
@@ -194,6 +232,7 @@ async fn proxy(
         let claims = claims.as_deref().map(|v| &v.claims);
         route::claims::forward(&route.forward_claims, claims, &mut parts.headers);
     }
+    crate::content::request_headers(content, &mut parts.headers);
     if let Some(u) = &upgrade {
         u.restore_request_headers(&mut parts.headers);
     }
@@ -237,7 +276,7 @@ async fn proxy(
             }
             if let Some(stale) = cached.take().and_then(|m| m.stale_on_error()) {
                 observe(stale.status().as_u16());
-                return cache_answer(stale, rate_headers, record);
+                return cache_answer(stale, rate_headers, record, content, encoding);
             }
             observe(503);
             return error_response(ErrorKind::NoServer.status(), record);
@@ -254,7 +293,7 @@ async fn proxy(
                 headers.insert(header::HOST, v);
             }
         }
-        let uri = server.uri(parts.uri.path_and_query());
+        let uri = server.uri(target.as_ref().or(parts.uri.path_and_query()));
         let mut upstream_req =
             Request::new(slot.as_ref().map_or(UpstreamBody::Empty, BodySlot::body));
         *upstream_req.method_mut() = parts.method.clone();
@@ -384,8 +423,14 @@ async fn proxy(
                 if let Some(s) = &session {
                     s.finish(index, conn.client.proto == "https", &mut rparts.headers);
                 }
+                crate::content::response_headers(content, &mut rparts.headers);
                 rparts.version = Version::HTTP_11;
-                return Response::from_parts(rparts, body);
+                let resp = Response::from_parts(rparts, body);
+                return crate::content::compress::apply(
+                    resp,
+                    encoding,
+                    crate::content::compression(content),
+                );
             }
             Err((err, unsent)) => {
                 drop(guard);
@@ -426,7 +471,7 @@ async fn proxy(
                     stats.responses.inc(status.as_u16());
                     if let Some(stale) = cached.take().and_then(|m| m.stale_on_error()) {
                         observe(stale.status().as_u16());
-                        return cache_answer(stale, rate_headers, record);
+                        return cache_answer(stale, rate_headers, record, content, encoding);
                     }
                     observe(status.as_u16());
                     return error_response(status, record);
@@ -446,15 +491,22 @@ fn cache_answer(
     response: Response<bytes::Bytes>,
     rate_headers: Option<(HeaderValue, HeaderValue)>,
     mut record: Option<Box<AccessRecord>>,
+    content: Option<&crate::content::RouteContent>,
+    encoding: Option<crate::content::compress::Encoding>,
 ) -> Response<ProxyBody> {
     let (mut parts, bytes) = response.into_parts();
     note_cache(&mut record, &parts.headers);
     if let Some(h) = rate_headers {
         protection::add_rate_headers(&mut parts.headers, h);
     }
+    crate::content::response_headers(content, &mut parts.headers);
     let mut body = ProxyBody::full(bytes, record);
     body.set_status(parts.status);
-    Response::from_parts(parts, body)
+    crate::content::compress::apply(
+        Response::from_parts(parts, body),
+        encoding,
+        crate::content::compression(content),
+    )
 }
 
 /// Marks the access record with the cache's verdict (from `Cache-Status`).

@@ -160,9 +160,16 @@ pub struct Route {
     /// Claim name → upstream header set from the verified token (client
     /// copies of these headers are always removed).
     pub forward_claims: Vec<(Box<str>, HeaderName)>,
-    /// Index of the server group in the config's `groups`.
+    /// Compression, redirect, rewrite and header rules (`crate::content`);
+    /// `None` when the route uses none of them.
+    pub content: Option<Arc<crate::content::RouteContent>>,
+    /// Index of the server group in the config's `groups`
+    /// ([`NO_GROUP`] for a redirect route).
     pub group: usize,
 }
+
+/// The `group` of a route that has none (a `redirect` route): indexes no group.
+pub const NO_GROUP: usize = usize::MAX;
 
 /// What a lookup looks at in a request.
 #[derive(Debug, Clone, Copy)]
@@ -399,6 +406,7 @@ mod tests {
             cookies: Vec::new(),
             jwt_claims: Vec::new(),
             forward_claims: Vec::new(),
+            content: None,
             group: 0,
         };
         let routes = vec![
