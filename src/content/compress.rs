@@ -239,13 +239,15 @@ pub fn negotiate(
 }
 
 /// Picks from `algorithms` (server preference order) by the `Accept-Encoding`
-/// field value `accept` (RFC 9110 §12.5.3): the coding with the highest
-/// q-value wins, ties go to the earlier in `algorithms`; `q=0` means "not
-/// acceptable"; `*` gives its q-value to every coding not listed by name.
+/// field value `accept` (RFC 9110 §12.5.3): the first coding of
+/// `algorithms` that the client accepts (a q-value above 0) wins, as the
+/// issue's contract says ("the configured server preference among what the
+/// client accepts"; nginx and Envoy also let the server order decide);
+/// `q=0` means "not acceptable"; `*` gives its q-value to every coding not
+/// listed by name.
 /// An empty field value means identity only. An unparsable q-value counts
 /// as 0 (not acceptable).
 pub fn choose(algorithms: &[Encoding], accept: &str) -> Option<Encoding> {
-    let mut best: Option<(Encoding, u16)> = None;
     for &enc in algorithms {
         let mut named: Option<u16> = None;
         let mut star: Option<u16> = None;
@@ -264,11 +266,11 @@ pub fn choose(algorithms: &[Encoding], accept: &str) -> Option<Encoding> {
             }
         }
         let q = named.or(star).unwrap_or(0);
-        if q > 0 && best.is_none_or(|(_, bq)| q > bq) {
-            best = Some((enc, q));
+        if q > 0 {
+            return Some(enc);
         }
     }
-    best.map(|(e, _)| e)
+    None
 }
 
 /// The q-value among an item's parameters, in thousandths (1000 when absent;
@@ -645,9 +647,10 @@ mod tests {
             ("gzip, deflate, br, zstd", &all, Some(Zstd)),
             ("gzip, br", &all, Some(Br)),
             ("gzip, br", &[Gzip, Br, Zstd], Some(Gzip)),
-            // Client q-values order first.
-            ("zstd;q=0.5, gzip;q=0.9", &all, Some(Gzip)),
-            ("br;q=1.0, zstd;q=0.999", &all, Some(Br)),
+            // Server preference among what the client accepts (q > 0).
+            ("zstd;q=0.5, gzip;q=0.9", &all, Some(Zstd)),
+            ("br;q=1.0, zstd;q=0.001", &all, Some(Zstd)),
+            ("br;q=1.0, zstd;q=0.5", &[Br, Zstd], Some(Br)),
             // q=0 refuses.
             ("gzip;q=0", &all, None),
             ("gzip;q=0, br", &all, Some(Br)),
