@@ -41,6 +41,7 @@ fn group(algorithm: Algorithm, n: usize) -> GroupConfig {
                     .parse()
                     .unwrap(),
                 weight: 1 + (i % 3) as u32,
+                edge: Default::default(),
             })
             .collect(),
         timeouts: Timeouts {
@@ -54,6 +55,7 @@ fn group(algorithm: Algorithm, n: usize) -> GroupConfig {
         health_check: None,
         passive: None,
         fail_open: false,
+        edge: Default::default(),
     }
 }
 

@@ -65,7 +65,14 @@ async fn attempt(
             .take(&server.address, settings.idle_timeout)
         {
             Some(c) => c,
-            None => match Checkout::connect(&server.address, server.resolved, settings).await {
+            None => match Checkout::connect(
+                &server.address,
+                server.resolved,
+                settings,
+                slot.as_ref().and_then(|r| r.extensions().get().copied()),
+            )
+            .await
+            {
                 Ok(c) => c,
                 Err(e) => return connect_failed(e.into(), slot),
             },

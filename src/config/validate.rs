@@ -141,6 +141,8 @@ pub struct ListenerConfig {
     pub client_body_timeout: Duration,
     /// Most header fields in one request (HTTP/1 and HTTP/2); more get 431.
     pub max_headers: usize,
+    /// PROXY protocol and client certificates (`config/edge.rs`).
+    pub edge: super::edge::ListenerEdge,
 }
 
 /// A validated route (see [`Route`]).
@@ -228,6 +230,8 @@ pub struct GroupConfig {
     pub passive: Option<PassiveConfig>,
     /// With no usable server, send to all instead of answering 503.
     pub fail_open: bool,
+    /// PROXY protocol to the servers and the queue (`config/edge.rs`).
+    pub edge: super::edge::GroupEdge,
 }
 
 /// A validated server (endpoint).
@@ -239,6 +243,8 @@ pub struct ServerConfig {
     pub address: Authority,
     /// Relative weight, 1..=[`MAX_WEIGHT`].
     pub weight: u32,
+    /// `max_connections`, `backup`, `slow_start` (`config/edge.rs`).
+    pub edge: super::edge::ServerEdge,
 }
 
 /// Upstream timeouts of a group.
@@ -503,6 +509,7 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
     };
     let max_connections = cap(&l.max_connections, "max_connections", errs);
     let max_connections_per_ip = cap(&l.max_connections_per_ip, "max_connections_per_ip", errs);
+    let edge = super::edge::listener(l, &key, base, errs);
     let address = address?;
     Some(ListenerConfig {
         name: Arc::from(l.name.clone().unwrap_or_else(|| address.to_string())),
@@ -517,6 +524,7 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
         max_connections_per_ip,
         client_body_timeout,
         max_headers,
+        edge,
     })
 }
 
@@ -673,6 +681,7 @@ fn group(
             id: Arc::from(id),
             address,
             weight,
+            edge: super::edge::server(s, &skey, errs),
         });
     }
 
@@ -691,6 +700,9 @@ fn group(
             );
         }
     }
+    let connect = g.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let server_edges: Vec<_> = servers.iter().map(|s| s.edge).collect();
+    let edge = super::edge::group(g, &key, connect, &server_edges, errs);
     if errs.list.len() > before {
         return None;
     }
@@ -712,6 +724,7 @@ fn group(
         health_check,
         passive,
         fail_open: g.fail_open.unwrap_or(false),
+        edge,
     })
 }
 

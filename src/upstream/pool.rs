@@ -83,6 +83,8 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Most idle connections kept per server; 0 disables pooling.
     pub max_idle: usize,
+    /// PROXY protocol header written on each new connection (`groups.*.proxy_protocol`).
+    pub proxy_protocol: Option<crate::config::edge::ProxyVersion>,
 }
 
 /// A connection taken from the pool (or new) for one request. Give it back
@@ -146,6 +148,7 @@ impl Checkout {
         address: &Authority,
         resolved: Option<SocketAddr>,
         settings: &PoolSettings,
+        client: Option<super::proxy_protocol::ClientAddrs>,
     ) -> io::Result<Checkout> {
         let connect = async {
             match resolved {
@@ -153,7 +156,7 @@ impl Checkout {
                 None => TcpStream::connect(address.as_str()).await,
             }
         };
-        let stream = tokio::time::timeout(settings.connect_timeout, connect)
+        let mut stream = tokio::time::timeout(settings.connect_timeout, connect)
             .await
             .map_err(|_| {
                 io::Error::new(
@@ -162,6 +165,10 @@ impl Checkout {
                 )
             })??;
         stream.set_nodelay(true)?;
+        // groups.*.proxy_protocol: the PROXY header first (upstream/proxy_protocol.rs).
+        if let (Some(v), Some(c)) = (settings.proxy_protocol, client) {
+            super::proxy_protocol::write_header(&mut stream, v, c.client, c.local).await?;
+        }
         let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         let (sender, conn) = http1::Builder::new()
