@@ -269,3 +269,123 @@ pub enum Acquire {
     /// No usable server.
     NoServer,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use http::{HeaderMap, HeaderValue, Uri};
+
+    use super::super::{ServerGroup, StateRegistry};
+    use super::*;
+    use crate::config::Algorithm;
+
+    fn group(algorithm: &str, servers: &str) -> ServerGroup {
+        let key = if algorithm == "hash" {
+            "    hash_key: header:x-user\n"
+        } else {
+            ""
+        };
+        let yaml = format!(
+            "listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - group: g\ngroups:\n  g:\n    algorithm: {algorithm}\n{key}    servers:\n{servers}"
+        );
+        let config = crate::config::load_str(&yaml, Path::new("t.yaml")).unwrap();
+        ServerGroup::new(&config.groups[0], &StateRegistry::default())
+    }
+
+    /// Share of `n` picks (distinct client addresses and keys) that go to server `id`.
+    fn share(g: &ServerGroup, id: &str, n: u32) -> f64 {
+        let uri = Uri::from_static("/");
+        let mut hits = 0;
+        for k in 0..n {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-user", HeaderValue::from(k));
+            let ctx = PickContext {
+                client_ip: std::net::Ipv4Addr::from(0x0a00_0000 + k).into(),
+                uri: &uri,
+                headers: &headers,
+            };
+            let i = g.pick(&ctx, &Excluded::default()).unwrap();
+            if &*g.servers[i].id == id {
+                hits += 1;
+            }
+        }
+        f64::from(hits) / f64::from(n)
+    }
+
+    const TWO: &str = "      - address: 127.0.0.1:9001\n        id: a\n      - address: 127.0.0.1:9002\n        id: b\n        slow_start: 10s\n";
+
+    /// Every algorithm ramps: right after coming up the server gets about
+    /// 1% of its share, halfway about half, after the ramp all of it.
+    #[tokio::test(start_paused = true)]
+    async fn every_algorithm_ramps_a_recovered_server() {
+        for (name, _) in Algorithm::ALL {
+            let g = group(name, TWO);
+            let b = g.servers.iter().position(|s| &*s.id == "b").unwrap();
+            assert!((share(&g, "b", 2000) - 0.5).abs() < 0.1, "{name}: not ramping");
+            g.servers[b].state.set_healthy(false);
+            assert_eq!(share(&g, "b", 200), 0.0, "{name}: down");
+            g.servers[b].state.set_healthy(true);
+            let start = share(&g, "b", 4000);
+            assert!(start < 0.03, "{name}: share at the start {start}");
+            tokio::time::advance(Duration::from_secs(5)).await;
+            let half = share(&g, "b", 4000);
+            // Factor 0.5: about half of the normal 50% share.
+            assert!((0.15..0.35).contains(&half), "{name}: share at half ramp {half}");
+            assert!((g.ramp_factor(b) - 0.5).abs() < 0.01);
+            tokio::time::advance(Duration::from_secs(5)).await;
+            let full = share(&g, "b", 2000);
+            assert!((full - 0.5).abs() < 0.1, "{name}: share after the ramp {full}");
+            assert_eq!(g.ramp_factor(b), 1.0);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_ramping_server_still_takes_everything() {
+        let g = group(
+            "round_robin",
+            "      - address: 127.0.0.1:9001\n        slow_start: 10s\n",
+        );
+        g.servers[0].state.set_healthy(false);
+        g.servers[0].state.set_healthy(true);
+        assert_eq!(share(&g, "127.0.0.1:9001", 100), 1.0);
+    }
+
+    #[test]
+    fn backups_only_when_no_primary_is_usable() {
+        let servers = "      - address: 127.0.0.1:9003\n        id: backup\n        backup: true\n      - address: 127.0.0.1:9001\n        id: a\n      - address: 127.0.0.1:9002\n        id: b\n";
+        for (name, _) in Algorithm::ALL {
+            let g = group(name, servers);
+            // Primaries first in the snapshot.
+            assert_eq!(&*g.servers[2].id, "backup");
+            assert_eq!(share(&g, "backup", 500), 0.0, "{name}");
+            g.servers[0].state.set_healthy(false);
+            assert_eq!(share(&g, "backup", 500), 0.0, "{name}: one primary left");
+            g.servers[1].state.set_drained(true);
+            assert_eq!(share(&g, "backup", 500), 1.0, "{name}: no primary usable");
+            g.servers[0].state.set_healthy(true);
+            assert_eq!(share(&g, "backup", 500), 0.0, "{name}: primary back");
+        }
+    }
+
+    #[test]
+    fn a_full_primary_does_not_spill_to_the_backup() {
+        let servers = "      - address: 127.0.0.1:9001\n        id: a\n        max_connections: 1\n      - address: 127.0.0.1:9003\n        id: backup\n        backup: true\n";
+        let g = group("round_robin", servers);
+        let uri = Uri::from_static("/");
+        let headers = HeaderMap::new();
+        let ctx = PickContext {
+            client_ip: [127, 0, 0, 1].into(),
+            uri: &uri,
+            headers: &headers,
+        };
+        let none = Excluded::default();
+        let Acquire::Server(0, guard) = g.try_acquire(None, &ctx, &none) else {
+            panic!("first request gets the primary");
+        };
+        assert!(matches!(g.try_acquire(None, &ctx, &none), Acquire::Full));
+        drop(guard);
+        assert!(matches!(g.try_acquire(None, &ctx, &none), Acquire::Server(0, _)));
+    }
+}
