@@ -395,7 +395,10 @@ impl Running {
         }
         for b in listeners.iter() {
             if let Some(l) = config.listeners.iter().find(|l| b.is(l)) {
-                if let Err(e) = b.listener.update_tls(l.tls.as_deref(), l.edge.client_auth.as_ref()) {
+                if let Err(e) = b
+                    .listener
+                    .update_tls(l.tls.as_deref(), l.edge.client_auth.as_ref())
+                {
                     tracing::error!(listener = %l.name, error = %e, "reload: keeping the old certificates");
                 }
             }

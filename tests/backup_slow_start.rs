@@ -69,7 +69,11 @@ async fn a_backup_takes_over_only_when_the_primary_dies() {
         let r = get_with(&client, addr).await;
         assert_eq!(r.server().as_deref(), Some("primary"));
     }
-    assert_eq!(backup_hits.load(Ordering::SeqCst), 0, "the backup got traffic while the primary was up");
+    assert_eq!(
+        backup_hits.load(Ordering::SeqCst),
+        0,
+        "the backup got traffic while the primary was up"
+    );
     primary.stop();
     wait_health(admin, "primary", false).await;
     for _ in 0..20 {
@@ -130,7 +134,10 @@ async fn a_recovered_server_gets_a_small_share_at_first() {
         get_with(&client, addr).await;
     }
     let b_start = b_hits.load(Ordering::SeqCst);
-    assert!((15..=25).contains(&b_start), "b got {b_start} of 40 at start");
+    assert!(
+        (15..=25).contains(&b_start),
+        "b got {b_start} of 40 at start"
+    );
     b.stop();
     wait_health(admin, "b", false).await;
     b.restart().await;
@@ -139,12 +146,20 @@ async fn a_recovered_server_gets_a_small_share_at_first() {
     for _ in 0..200 {
         assert_eq!(get_with(&client, addr).await.status, 200);
     }
-    let (da, db) = (a_hits.load(Ordering::SeqCst) - a0, b_hits.load(Ordering::SeqCst) - b0);
+    let (da, db) = (
+        a_hits.load(Ordering::SeqCst) - a0,
+        b_hits.load(Ordering::SeqCst) - b0,
+    );
     // Within the first seconds of a 60 s ramp the factor is ~1-5%: b gets
     // a few requests where it would get 100 without slow start.
-    assert!(db < 30, "b got {db} of 200 right after recovery (a got {da})");
+    assert!(
+        db < 30,
+        "b got {db} of 200 right after recovery (a got {da})"
+    );
     let v: serde_json::Value = serde_json::from_str(&get(admin, "/status").await.text()).unwrap();
-    let f = v["groups"][0]["servers"][1]["slow_start_factor"].as_f64().unwrap();
+    let f = v["groups"][0]["servers"][1]["slow_start_factor"]
+        .as_f64()
+        .unwrap();
     assert!(f < 0.5, "factor {f}");
     proxy.shutdown().await;
 }

@@ -71,7 +71,9 @@ fn yaml(up: &Upstream, ca: &std::path::Path, required: bool) -> String {
     )
 }
 
-fn client_config(cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>) -> rustls::ClientConfig {
+fn client_config(
+    cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_file(path("certs-dev/ca.crt")).unwrap())
@@ -103,7 +105,9 @@ async fn tls_get(addr: SocketAddr, config: rustls::ClientConfig) -> Option<Strin
         .await
         .ok()?;
     let mut out = String::new();
-    within(10, "answer", tls.read_to_string(&mut out)).await.ok()?;
+    within(10, "answer", tls.read_to_string(&mut out))
+        .await
+        .ok()?;
     (!out.is_empty()).then_some(out)
 }
 
@@ -122,9 +126,14 @@ async fn required_refuses_clients_without_a_valid_certificate() {
     let ca_path = ca_file(&good);
     let proxy = start_proxy(&yaml(&up, &ca_path, true)).await;
     let addr = proxy.local_addrs()[0].1;
-    assert!(tls_get(addr, client_config(None)).await.is_none(), "served without a certificate");
     assert!(
-        tls_get(addr, client_config(Some(client_cert(&other, "intruder")))).await.is_none(),
+        tls_get(addr, client_config(None)).await.is_none(),
+        "served without a certificate"
+    );
+    assert!(
+        tls_get(addr, client_config(Some(client_cert(&other, "intruder"))))
+            .await
+            .is_none(),
         "served a certificate of another CA"
     );
     assert_eq!(up.hits(), 0);
@@ -159,14 +168,20 @@ async fn optional_serves_everyone_and_forwards_only_verified_certificates() {
     let ca_path = ca_file(&good);
     let proxy = start_proxy(&yaml(&up, &ca_path, false)).await;
     let addr = proxy.local_addrs()[0].1;
-    let out = tls_get(addr, client_config(None)).await.expect("served without a certificate");
+    let out = tls_get(addr, client_config(None))
+        .await
+        .expect("served without a certificate");
     assert_eq!(raw_status(&out), 200);
     assert_eq!(seen_cert(&up), None, "forged header must be removed");
     let out = tls_get(addr, client_config(Some(client_cert(&other, "intruder"))))
         .await
         .expect("served with an unverified certificate");
     assert_eq!(raw_status(&out), 200);
-    assert_eq!(seen_cert(&up), None, "an unverified certificate was forwarded");
+    assert_eq!(
+        seen_cert(&up),
+        None,
+        "an unverified certificate was forwarded"
+    );
     let out = tls_get(addr, client_config(Some(client_cert(&good, "client-2"))))
         .await
         .expect("served with a valid certificate");
@@ -183,5 +198,8 @@ fn a_bad_ca_file_is_a_config_error_naming_the_key() {
     let e = weir::config::load_str(yaml, &root().join("test.yaml"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("test.yaml:8:") && e.contains("listeners[0].tls.client_auth.ca"), "{e}");
+    assert!(
+        e.contains("test.yaml:8:") && e.contains("listeners[0].tls.client_auth.ca"),
+        "{e}"
+    );
 }

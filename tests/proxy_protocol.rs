@@ -109,7 +109,11 @@ async fn v2_header_sets_the_client_address_and_local_keeps_the_peer() {
 #[tokio::test]
 async fn a_connection_without_the_header_is_closed() {
     let up = xff_upstream().await;
-    let proxy = start_proxy(&format!("admin:\n  address: 127.0.0.1:0\n{}", yaml(&up, "", ""))).await;
+    let proxy = start_proxy(&format!(
+        "admin:\n  address: 127.0.0.1:0\n{}",
+        yaml(&up, "", "")
+    ))
+    .await;
     let addr = proxy.local_addrs()[0].1;
     // Plain HTTP: not a PROXY header, closed without an answer.
     let out = exchange(addr, b"").await;
@@ -207,7 +211,9 @@ async fn raw_proxy_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let addr = l.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 1024];
@@ -293,7 +299,9 @@ async fn v1_out_without_proxy_in_uses_the_tcp_peer() {
         let port = s.local_addr().unwrap().port();
         s.write_all(GET).await.unwrap();
         let mut out = String::new();
-        within(10, "answer", s.read_to_string(&mut out)).await.unwrap();
+        within(10, "answer", s.read_to_string(&mut out))
+            .await
+            .unwrap();
         assert_eq!(
             raw_body(&out),
             format!("PROXY TCP4 127.0.0.1 127.0.0.1 {port} {}", addr.port()),

@@ -61,10 +61,17 @@ async fn max_connections_one_serializes_six_concurrent_clients_through_the_queue
         tasks.push(tokio::spawn(async move { get(addr, "/").await.status }));
     }
     for t in tasks {
-        assert_eq!(within(20, "queued request", t).await.unwrap(), StatusCode::OK);
+        assert_eq!(
+            within(20, "queued request", t).await.unwrap(),
+            StatusCode::OK
+        );
     }
     assert_eq!(up.hits(), 6);
-    assert_eq!(max.load(Ordering::SeqCst), 1, "the server saw 2 requests at once");
+    assert_eq!(
+        max.load(Ordering::SeqCst),
+        1,
+        "the server saw 2 requests at once"
+    );
     let status = get(proxy.admin_addr().unwrap(), "/status").await.text();
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     let q = &v["groups"][0]["queue"];
@@ -93,7 +100,9 @@ async fn a_full_queue_answers_503_at_once_and_shows_in_metrics() {
     within(10, "second request queued", async {
         loop {
             let m = get(admin, "/metrics").await.text();
-            if m.lines().any(|l| l == "weir_group_queue_length{group=\"g\"} 1") {
+            if m.lines()
+                .any(|l| l == "weir_group_queue_length{group=\"g\"} 1")
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -117,7 +126,10 @@ async fn a_full_queue_answers_503_at_once_and_shows_in_metrics() {
         "{m}"
     );
     assert!(m.contains("weir_group_queue_length{group=\"g\"} 0"), "{m}");
-    assert!(m.contains("weir_group_queue_wait_seconds_total{group=\"g\"}"), "{m}");
+    assert!(
+        m.contains("weir_group_queue_wait_seconds_total{group=\"g\"}"),
+        "{m}"
+    );
     proxy.shutdown().await;
 }
 
@@ -136,7 +148,11 @@ async fn waiting_past_the_queue_timeout_answers_503() {
     .await;
     let second = within(10, "queued request times out", get(addr, "/")).await;
     assert_eq!(second.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(up.hits(), 1, "the timed-out request must not reach the server");
+    assert_eq!(
+        up.hits(),
+        1,
+        "the timed-out request must not reach the server"
+    );
     gate.add_permits(1);
     assert_eq!(within(10, "first", first).await.unwrap(), StatusCode::OK);
     let m = get(proxy.admin_addr().unwrap(), "/metrics").await.text();

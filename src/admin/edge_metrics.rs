@@ -25,9 +25,7 @@ pub(crate) fn encode(
         enc,
         "weir_group_queue_length",
         "Requests waiting in the group's queue for a server slot (max_connections).",
-        groups
-            .iter()
-            .map(|g| (label(g), g.edge.queue.len() as i64)),
+        groups.iter().map(|g| (label(g), g.edge.queue.len() as i64)),
     )?;
     counter(
         enc,
@@ -69,10 +67,12 @@ pub(crate) fn encode(
         enc,
         "weir_listener_proxy_protocol_errors",
         "Connections closed because their PROXY protocol header was missing, invalid or late.",
-        registry
-            .all_listener_stats()
-            .into_iter()
-            .map(|(n, s)| (vec![("listener", n.to_string())], s.proxy_protocol_errors.get())),
+        registry.all_listener_stats().into_iter().map(|(n, s)| {
+            (
+                vec![("listener", n.to_string())],
+                s.proxy_protocol_errors.get(),
+            )
+        }),
     )?;
     Ok(())
 }

@@ -188,18 +188,21 @@ pub(super) fn group(
     servers: &[ServerEdge],
     errs: &mut Errors,
 ) -> GroupEdge {
-    let proxy_protocol = g.proxy_protocol.as_ref().and_then(|v| match v.value.as_str() {
-        "v1" => Some(ProxyVersion::V1),
-        "v2" => Some(ProxyVersion::V2),
-        other => {
-            errs.at(
-                Some(&v.referenced),
-                format!("{key}.proxy_protocol"),
-                format!("unknown version {other:?}: v1 or v2"),
-            );
-            None
-        }
-    });
+    let proxy_protocol = g
+        .proxy_protocol
+        .as_ref()
+        .and_then(|v| match v.value.as_str() {
+            "v1" => Some(ProxyVersion::V1),
+            "v2" => Some(ProxyVersion::V2),
+            other => {
+                errs.at(
+                    Some(&v.referenced),
+                    format!("{key}.proxy_protocol"),
+                    format!("unknown version {other:?}: v1 or v2"),
+                );
+                None
+            }
+        });
     let queue = g.queue.as_ref();
     let timeout = queue.and_then(|q| q.timeout).unwrap_or(connect);
     if timeout.is_zero() {
@@ -240,21 +243,21 @@ pub(super) fn server(s: &RawServer, key: &str, errs: &mut Errors) -> ServerEdge 
         }
         m => m.as_ref().map(|m| m.value),
     };
-    let slow_start = s
-        .slow_start
-        .as_ref()
-        .and_then(|d| match humantime::parse_duration(d.value.trim()) {
-            Ok(v) if v.is_zero() => None,
-            Ok(v) => Some(v),
-            Err(e) => {
-                errs.at(
-                    Some(&d.referenced),
-                    format!("{key}.slow_start"),
-                    format!("{:?} is not a duration such as 30s: {e}", d.value),
-                );
-                None
-            }
-        });
+    let slow_start =
+        s.slow_start
+            .as_ref()
+            .and_then(|d| match humantime::parse_duration(d.value.trim()) {
+                Ok(v) if v.is_zero() => None,
+                Ok(v) => Some(v),
+                Err(e) => {
+                    errs.at(
+                        Some(&d.referenced),
+                        format!("{key}.slow_start"),
+                        format!("{:?} is not a duration such as 30s: {e}", d.value),
+                    );
+                    None
+                }
+            });
     ServerEdge {
         max_connections,
         backup: s.backup.unwrap_or(false),
@@ -292,18 +295,21 @@ mod tests {
         // Defaults: queue of 1024 waiting up to the connect timeout.
         let c = load("", "").unwrap();
         assert_eq!(c.groups[0].edge.queue.max, super::DEFAULT_QUEUE_MAX);
-        assert_eq!(
-            c.groups[0].edge.queue.timeout,
-            c.groups[0].timeouts.connect
-        );
+        assert_eq!(c.groups[0].edge.queue.timeout, c.groups[0].timeouts.connect);
     }
 
     #[test]
     fn edge_key_errors_name_the_key() {
         let e = load("    proxy_protocol: v3\n", "").unwrap_err();
-        assert!(e.contains("t.yaml:7:21: groups.g.proxy_protocol: unknown version"), "{e}");
+        assert!(
+            e.contains("t.yaml:7:21: groups.g.proxy_protocol: unknown version"),
+            "{e}"
+        );
         let e = load("", "        max_connections: 0\n").unwrap_err();
-        assert!(e.contains("groups.g.servers[0].max_connections: must be at least 1"), "{e}");
+        assert!(
+            e.contains("groups.g.servers[0].max_connections: must be at least 1"),
+            "{e}"
+        );
         let e = load("", "        slow_start: soon\n").unwrap_err();
         assert!(e.contains("groups.g.servers[0].slow_start:"), "{e}");
         let yaml = "listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - group: g\ngroups:\n  g:\n    servers:\n      - address: 127.0.0.1:9001\n        backup: true\n";

@@ -103,9 +103,9 @@ impl Listener {
             None => None,
         };
         let tls = ArcSwapOption::new(match &config.tls {
-            Some(keys) => Some(
-                tls::server_config_with(keys, auth.as_deref()).map_err(io::Error::other)?,
-            ),
+            Some(keys) => {
+                Some(tls::server_config_with(keys, auth.as_deref()).map_err(io::Error::other)?)
+            }
             None => None,
         });
         let client_auth = ArcSwapOption::new(auth);
@@ -314,7 +314,9 @@ impl Listener {
         tracker: TaskTracker,
     ) {
         let _ = stream.set_nodelay(true);
-        let local = local.or_else(|| stream.local_addr().ok()).unwrap_or(self.local);
+        let local = local
+            .or_else(|| stream.local_addr().ok())
+            .unwrap_or(self.local);
         self.stats.accepted.inc();
         self.stats.open.add(1);
         let _open = OpenGuard(&self.stats);

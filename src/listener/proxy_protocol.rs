@@ -204,7 +204,9 @@ pub async fn read_header(
         .map_err(|_| HeaderError::Timeout(deadline))?
 }
 
-async fn read_inner(stream: &mut TcpStream) -> Result<Option<(SocketAddr, SocketAddr)>, HeaderError> {
+async fn read_inner(
+    stream: &mut TcpStream,
+) -> Result<Option<(SocketAddr, SocketAddr)>, HeaderError> {
     // Bytes consumed so far (all of them part of the header).
     let mut got: Vec<u8> = Vec::new();
     let mut peek = [0u8; 256];
@@ -300,7 +302,9 @@ mod tests {
     #[test]
     fn v2_examples() {
         let mut h = V2_SIGNATURE.to_vec();
-        h.extend_from_slice(&[0x21, 0x11, 0, 12, 10, 0, 0, 1, 10, 0, 0, 2, 0x1f, 0x90, 0, 80]);
+        h.extend_from_slice(&[
+            0x21, 0x11, 0, 12, 10, 0, 0, 1, 10, 0, 0, 2, 0x1f, 0x90, 0, 80,
+        ]);
         assert_eq!(parse(&h[..10]), Parse::Partial(None));
         assert_eq!(parse(&h[..20]), Parse::Partial(Some(28)));
         assert_eq!(
@@ -314,11 +318,23 @@ mod tests {
         let mut t = h.clone();
         t[15] = 12 + 5;
         t.extend_from_slice(&[0x04, 0, 2, b'h', b'i']);
-        assert!(matches!(parse(&t), Parse::Done { len: 33, addrs: Some(_) }));
+        assert!(matches!(
+            parse(&t),
+            Parse::Done {
+                len: 33,
+                addrs: Some(_)
+            }
+        ));
         // LOCAL: keep the peer.
         let mut l = V2_SIGNATURE.to_vec();
         l.extend_from_slice(&[0x20, 0x00, 0, 0]);
-        assert_eq!(parse(&l), Parse::Done { len: 16, addrs: None });
+        assert_eq!(
+            parse(&l),
+            Parse::Done {
+                len: 16,
+                addrs: None
+            }
+        );
         // Version 1 in the binary header, command 2, short address block.
         let mut bad = h.clone();
         bad[12] = 0x11;

@@ -176,7 +176,9 @@ impl ServerGroup {
                 return Some(j + offset);
             }
         }
-        balancer.pick(servers, ctx, &tier_usable).map(|j| j + offset)
+        balancer
+            .pick(servers, ctx, &tier_usable)
+            .map(|j| j + offset)
     }
 
     /// Slow start: whether ramping server `i` takes this request.
@@ -323,7 +325,10 @@ mod tests {
         for (name, _) in Algorithm::ALL {
             let g = group(name, TWO);
             let b = g.servers.iter().position(|s| &*s.id == "b").unwrap();
-            assert!((share(&g, "b", 2000) - 0.5).abs() < 0.1, "{name}: not ramping");
+            assert!(
+                (share(&g, "b", 2000) - 0.5).abs() < 0.1,
+                "{name}: not ramping"
+            );
             g.servers[b].state.set_healthy(false);
             assert_eq!(share(&g, "b", 200), 0.0, "{name}: down");
             g.servers[b].state.set_healthy(true);
@@ -332,11 +337,17 @@ mod tests {
             tokio::time::advance(Duration::from_secs(5)).await;
             let half = share(&g, "b", 4000);
             // Factor 0.5: about half of the normal 50% share.
-            assert!((0.15..0.35).contains(&half), "{name}: share at half ramp {half}");
+            assert!(
+                (0.15..0.35).contains(&half),
+                "{name}: share at half ramp {half}"
+            );
             assert!((g.ramp_factor(b) - 0.5).abs() < 0.01);
             tokio::time::advance(Duration::from_secs(5)).await;
             let full = share(&g, "b", 2000);
-            assert!((full - 0.5).abs() < 0.1, "{name}: share after the ramp {full}");
+            assert!(
+                (full - 0.5).abs() < 0.1,
+                "{name}: share after the ramp {full}"
+            );
             assert_eq!(g.ramp_factor(b), 1.0);
         }
     }
@@ -386,6 +397,9 @@ mod tests {
         };
         assert!(matches!(g.try_acquire(None, &ctx, &none), Acquire::Full));
         drop(guard);
-        assert!(matches!(g.try_acquire(None, &ctx, &none), Acquire::Server(0, _)));
+        assert!(matches!(
+            g.try_acquire(None, &ctx, &none),
+            Acquire::Server(0, _)
+        ));
     }
 }

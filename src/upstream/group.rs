@@ -188,13 +188,19 @@ impl ServerGroup {
             |i: usize| !excluded.contains(i) && !self.servers[i].state.is_drained() && extra(i);
         if self.health.is_failing_open() {
             if !any_usable() {
-                return self.balancer.pick(&self.servers[..self.edge.primaries], ctx, &not_excluded);
+                return self.balancer.pick(
+                    &self.servers[..self.edge.primaries],
+                    ctx,
+                    &not_excluded,
+                );
             }
             self.health.leave_fail_open(&self.name);
         }
         let picked = self.pick_tiered(ctx, &usable, &now);
         if picked.is_none() && !any_usable() && self.health.enter_fail_open(&self.name) {
-            return self.balancer.pick(&self.servers[..self.edge.primaries], ctx, &not_excluded);
+            return self
+                .balancer
+                .pick(&self.servers[..self.edge.primaries], ctx, &not_excluded);
         }
         picked
     }

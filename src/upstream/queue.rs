@@ -214,8 +214,7 @@ pub async fn acquire(
         let outcome = match outcome {
             Some(o) => o,
             None => {
-                let woken =
-                    tokio::time::timeout_at(deadline, reg.waiter.notify.notified()).await;
+                let woken = tokio::time::timeout_at(deadline, reg.waiter.notify.notified()).await;
                 if woken.is_err() {
                     drop(reg);
                     queue.record_wait(start.elapsed());
