@@ -193,8 +193,6 @@ fn not_yet_supported_keys_are_rejected() {
     }
     let cases = [
         yaml("cache: {}\n", "", "", "", "", ""),
-        yaml("", "    proxy_protocol: true\n", "", "", "", ""),
-        yaml("", "", "      client_auth: {}\n", "", "", ""),
         yaml("", "", "      acme: {}\n", "", "", ""),
         yaml("", "", "", "    cache: true\n", "", ""),
         yaml("", "", "", "    compression: {}\n", "", ""),
@@ -204,12 +202,7 @@ fn not_yet_supported_keys_are_rejected() {
         yaml("", "", "", "    response_headers: {}\n", "", ""),
         yaml("", "", "", "", "    protocol: http2\n", ""),
         yaml("", "", "", "", "    tls: {}\n", ""),
-        yaml("", "", "", "", "    proxy_protocol: v2\n", ""),
         yaml("", "", "", "", "    discovery: {}\n", ""),
-        yaml("", "", "", "", "    queue: {}\n", ""),
-        yaml("", "", "", "", "", "        max_connections: 10\n"),
-        yaml("", "", "", "", "", "        backup: true\n"),
-        yaml("", "", "", "", "", "        slow_start: 30s\n"),
     ];
     for case in cases {
         match weir::config::parse(&case, Path::new("t.yaml")) {
