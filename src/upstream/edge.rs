@@ -249,11 +249,19 @@ impl ServerGroup {
                 None => full.insert(i),
             }
         }
-        let any_full = (0..self.servers.len()).any(|i| {
-            self.usable(i, excluded)
-                && self.servers[i].state.in_flight() >= self.servers[i].state.edge.limit()
+        // No pick: full (a usable server with a limit exists, so a slot
+        // will free) or no usable server at all. Not decided by reading the
+        // in-flight counts again: a slot may have freed since the pick
+        // (the queue's second try then takes it).
+        let failing_open = self.health.is_failing_open();
+        let any_limited = (0..self.servers.len()).any(|i| {
+            self.servers[i].state.edge.limit() != u64::MAX
+                && (self.usable(i, excluded)
+                    || (failing_open
+                        && !excluded.contains(i)
+                        && !self.servers[i].state.is_drained()))
         });
-        if any_full {
+        if any_limited {
             Acquire::Full
         } else {
             Acquire::NoServer
