@@ -191,3 +191,44 @@ async fn a_client_that_leaves_the_queue_hands_its_turn_on() {
     assert_eq!(max.load(Ordering::SeqCst), 1);
     proxy.shutdown().await;
 }
+
+/// Churn on two slots from two workers: every request succeeds (a slot
+/// freed between a lost compare-and-swap and the full/no-server decision once
+/// made this answer 503 about one run in three) and the server never sees
+/// more than two at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forty_clients_on_two_slots_with_two_workers_all_succeed() {
+    let (up, max) = counting_upstream("two", Duration::ZERO, None).await;
+    let yaml = yaml(&up, "    queue: { max: 100, timeout: 10s }\n", 2)
+        .replace("max_connections: 1", "max_connections: 2");
+    let proxy = start_proxy(&yaml).await;
+    let addr = proxy.local_addrs()[0].1;
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        tasks.push(tokio::spawn(async move {
+            let client = client();
+            let mut statuses = Vec::new();
+            for _ in 0..10 {
+                let req = http::Request::get(format!("http://{addr}/"))
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .unwrap();
+                statuses.push(send(&client, req).await.status);
+            }
+            statuses
+        }));
+    }
+    for t in tasks {
+        let statuses = within(60, "client", t).await.unwrap();
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::OK),
+            "{statuses:?}"
+        );
+    }
+    assert_eq!(up.hits(), 400);
+    assert!(
+        max.load(Ordering::SeqCst) <= 2,
+        "{} at once",
+        max.load(Ordering::SeqCst)
+    );
+    proxy.shutdown().await;
+}
