@@ -175,6 +175,23 @@ fn parse_v2(buf: &[u8]) -> Parse {
     Parse::Done { len, addrs }
 }
 
+/// Warns when a reload changes `proxy_protocol` of a listener that stays
+/// bound: like the listener's other socket settings it applies at the next
+/// start (or when the listener is removed and added back).
+pub fn warn_on_reload(
+    running: &crate::config::ListenerConfig,
+    new: &crate::config::ListenerConfig,
+) {
+    if running.edge.proxy_protocol.is_some() != new.edge.proxy_protocol.is_some() {
+        tracing::warn!(
+            listener = %new.name,
+            running = running.edge.proxy_protocol.is_some(),
+            configured = new.edge.proxy_protocol.is_some(),
+            "reload: proxy_protocol of a bound listener changes at the next start"
+        );
+    }
+}
+
 /// Why a connection's PROXY header was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum HeaderError {
