@@ -41,6 +41,7 @@ fn group(algorithm: Algorithm, n: usize) -> GroupConfig {
                     .parse()
                     .unwrap(),
                 weight: 1 + (i % 3) as u32,
+                edge: Default::default(),
             })
             .collect(),
         timeouts: Timeouts {
@@ -56,6 +57,7 @@ fn group(algorithm: Algorithm, n: usize) -> GroupConfig {
         fail_open: false,
         protocol: Default::default(),
         tls: None,
+        edge: Default::default(),
     }
 }
 

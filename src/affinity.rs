@@ -285,6 +285,7 @@ mod tests {
                     id: Arc::from(*id),
                     address: "127.0.0.1:1".parse().unwrap(),
                     weight: 1,
+                    edge: Default::default(),
                 };
                 Server::new(&c, Arc::new(ServerState::default()))
             })

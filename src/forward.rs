@@ -86,6 +86,7 @@ async fn attempt(
                 server.resolved,
                 settings,
                 group.tls.as_deref(),
+                slot.as_ref().and_then(|r| r.extensions().get().copied()),
             )
             .await
             {

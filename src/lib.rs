@@ -397,7 +397,11 @@ impl Running {
         }
         for b in listeners.iter() {
             if let Some(l) = config.listeners.iter().find(|l| b.is(l)) {
-                if let Err(e) = b.listener.update_tls(l.tls.as_deref()) {
+                listener::proxy_protocol::warn_on_reload(b.listener.config(), l);
+                if let Err(e) = b
+                    .listener
+                    .update_tls(l.tls.as_deref(), l.edge.client_auth.as_ref())
+                {
                     tracing::error!(listener = %l.name, error = %e, "reload: keeping the old certificates");
                 }
             }

@@ -212,6 +212,8 @@ pub struct ListenerStats {
     pub tls_handshakes: Counter,
     /// Failed or timed-out TLS handshakes.
     pub tls_failures: Counter,
+    /// Connections closed for a missing or invalid PROXY protocol header.
+    pub proxy_protocol_errors: Counter,
     /// Requests weir refused itself, by reason (`weir_downstream_rejected_total`).
     pub rejected: crate::proxy::reject::RejectStats,
     /// `max_connections` / `max_connections_per_ip` and their counts,

@@ -192,15 +192,8 @@ fn not_yet_supported_keys_are_rejected() {
         panic!("the base config does not parse:\n{e}");
     }
     let cases = [
-        yaml("", "    proxy_protocol: true\n", "", "", "", ""),
-        yaml("", "", "      client_auth: {}\n", "", "", ""),
         yaml("", "", "      acme: {}\n", "", "", ""),
-        yaml("", "", "", "", "    proxy_protocol: v2\n", ""),
         yaml("", "", "", "", "    discovery: {}\n", ""),
-        yaml("", "", "", "", "    queue: {}\n", ""),
-        yaml("", "", "", "", "", "        max_connections: 10\n"),
-        yaml("", "", "", "", "", "        backup: true\n"),
-        yaml("", "", "", "", "", "        slow_start: 30s\n"),
     ];
     for case in cases {
         match weir::config::parse(&case, Path::new("t.yaml")) {

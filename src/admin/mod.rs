@@ -21,6 +21,7 @@
 //! restarts; write lasting changes to the file.
 
 pub mod auth;
+mod edge_metrics;
 pub mod prometheus;
 
 use std::convert::Infallible;
@@ -257,8 +258,9 @@ pub fn status(running: &Running) -> serde_json::Value {
             let now = crate::health::now_ms();
             let servers: Vec<_> = g
                 .server_loads()
-                .map(|(s, in_flight, ewma)| {
-                    json!({
+                .enumerate()
+                .map(|(i, (s, in_flight, ewma))| {
+                    let mut v = json!({
                         "id": &*s.id,
                         "address": s.address.as_str(),
                         "weight": s.weight,
@@ -270,13 +272,18 @@ pub fn status(running: &Running) -> serde_json::Value {
                         "in_flight": in_flight,
                         "requests": s.state.requests(),
                         "response_time_ewma_ms": ewma.map(|d| d.as_secs_f64() * 1000.0),
-                    })
+                    });
+                    if let (Some(v), serde_json::Value::Object(e)) = (v.as_object_mut(), edge_metrics::server_status(g, i)) {
+                        v.extend(e);
+                    }
+                    v
                 })
                 .collect();
             json!({
                 "name": &*g.name,
                 "algorithm": g.algorithm.name(),
                 "retries": g.retries,
+                "queue": edge_metrics::group_status(g),
                 "servers": servers,
             })
         })

@@ -363,6 +363,7 @@ impl Collector for Scrape {
                 (w(i), n)
             }),
         )?;
+        super::edge_metrics::encode(&mut enc, &snapshot, registry)?;
         let log = self.running.access_log();
         counter(
             &mut enc,

@@ -32,6 +32,7 @@ pub mod p2c;
 pub mod random;
 pub mod rng;
 pub mod round_robin;
+pub mod slow_start;
 pub mod weighted;
 
 use std::fmt::Debug;
@@ -122,6 +123,7 @@ pub(crate) mod tests {
                     id: Arc::from(*id),
                     address: format!("127.0.0.1:{}", 10_000 + i).parse().unwrap(),
                     weight: *w,
+                    edge: Default::default(),
                 };
                 Server::new(&config, Arc::new(ServerState::default()))
             })

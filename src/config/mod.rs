@@ -11,6 +11,7 @@ mod admin;
 mod affinity;
 pub mod cache;
 pub mod content;
+pub mod edge;
 mod health;
 pub mod jwt;
 pub mod limits;
@@ -132,6 +133,12 @@ pub struct RawListener {
     /// Most header fields in one request, HTTP/1 and HTTP/2 alike (default
     /// 100); more get 431. Between 1 and 10000.
     pub max_headers: Option<Spanned<usize>>,
+    /// Every connection starts with a PROXY protocol v1 or v2 header (from an
+    /// L4 balancer); its client address is used everywhere (default false).
+    pub proxy_protocol: Option<bool>,
+    /// Longest wait for the PROXY header (default `5s`); past it the connection is closed.
+    #[serde(default, with = "humantime_serde")]
+    pub proxy_protocol_timeout: Option<Duration>,
 }
 
 /// TLS termination settings of a listener.
@@ -140,6 +147,8 @@ pub struct RawListener {
 pub struct RawTls {
     /// Certificates; the first is the default, SNI picks among them by their SAN names.
     pub certificates: Spanned<Vec<RawCertificate>>,
+    /// Mutual TLS: verify client certificates (absent = none asked).
+    pub client_auth: Option<edge::RawClientAuth>,
 }
 
 /// One certificate chain and its key, as PEM files.
@@ -260,6 +269,11 @@ pub struct RawGroup {
     pub protocol: Option<Spanned<String>>,
     /// TLS to the servers (absent = plain TCP); see `docs/upstream-protocols.md`.
     pub tls: Option<Spanned<upstream_tls::RawUpstreamTls>>,
+    /// `v1 | v2`: send a PROXY protocol header with the client address on
+    /// each new upstream connection (absent = none).
+    pub proxy_protocol: Option<Spanned<String>>,
+    /// Where requests wait when every usable server is at its `max_connections`.
+    pub queue: Option<edge::RawQueue>,
 }
 
 /// The sticky-cookie key: exactly one of `secret_env`, `secret_file`, `secret`.
@@ -375,6 +389,13 @@ pub struct RawServer {
     pub weight: Option<Spanned<u32>>,
     /// Stable id for cookies and metrics (default: the address).
     pub id: Option<Spanned<String>>,
+    /// Requests in flight on this server at most (HAProxy `maxconn`);
+    /// absent = no limit. More wait in the group's queue.
+    pub max_connections: Option<Spanned<u64>>,
+    /// `true` = used only when no other (non-backup) server is usable (default false).
+    pub backup: Option<bool>,
+    /// A server that comes (back) up ramps its weight over this time (absent = at once).
+    pub slow_start: Option<Spanned<String>>,
 }
 
 /// Upstream timeouts of a group.

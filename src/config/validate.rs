@@ -143,6 +143,8 @@ pub struct ListenerConfig {
     pub client_body_timeout: Duration,
     /// Most header fields in one request (HTTP/1 and HTTP/2); more get 431.
     pub max_headers: usize,
+    /// PROXY protocol and client certificates (`config/edge.rs`).
+    pub edge: super::edge::ListenerEdge,
 }
 
 /// A validated route (see [`Route`]).
@@ -234,6 +236,8 @@ pub struct GroupConfig {
     pub protocol: super::upstream_tls::UpstreamProtocol,
     /// TLS to the servers (`tls`); `None` = plain TCP.
     pub tls: Option<Arc<super::upstream_tls::UpstreamTlsConfig>>,
+    /// PROXY protocol to the servers and the queue (`config/edge.rs`).
+    pub edge: super::edge::GroupEdge,
 }
 
 /// A validated server (endpoint).
@@ -245,6 +249,8 @@ pub struct ServerConfig {
     pub address: Authority,
     /// Relative weight, 1..=[`MAX_WEIGHT`].
     pub weight: u32,
+    /// `max_connections`, `backup`, `slow_start` (`config/edge.rs`).
+    pub edge: super::edge::ServerEdge,
 }
 
 /// Upstream timeouts of a group.
@@ -511,6 +517,7 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
     };
     let max_connections = cap(&l.max_connections, "max_connections", errs);
     let max_connections_per_ip = cap(&l.max_connections_per_ip, "max_connections_per_ip", errs);
+    let edge = super::edge::listener(l, &key, base, errs);
     let address = address?;
     Some(ListenerConfig {
         name: Arc::from(l.name.clone().unwrap_or_else(|| address.to_string())),
@@ -525,6 +532,7 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
         max_connections_per_ip,
         client_body_timeout,
         max_headers,
+        edge,
     })
 }
 
@@ -687,6 +695,7 @@ fn group(
             id: Arc::from(id),
             address,
             weight,
+            edge: super::edge::server(s, &skey, errs),
         });
     }
 
@@ -704,6 +713,20 @@ fn group(
                 "must be at most 16",
             );
         }
+    }
+    let connect = g.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let server_edges: Vec<_> = servers.iter().map(|s| s.edge).collect();
+    let edge = super::edge::group(g, &key, connect, &server_edges, errs);
+    if let (Some(pp), super::upstream_tls::UpstreamProtocol::Http2) =
+        (g.proxy_protocol.as_ref(), protocol)
+    {
+        // A PROXY header names one client; an HTTP/2 connection carries the
+        // requests of many (HAProxy makes such connections private instead).
+        errs.at(
+            Some(&pp.referenced),
+            format!("{key}.proxy_protocol"),
+            "proxy_protocol needs protocol: http1 (an HTTP/2 connection is shared by many clients, a PROXY header names one)".to_string(),
+        );
     }
     if errs.list.len() > before {
         return None;
@@ -728,6 +751,7 @@ fn group(
         fail_open: g.fail_open.unwrap_or(false),
         protocol,
         tls: tls.map(Arc::new),
+        edge,
     })
 }
 

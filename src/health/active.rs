@@ -166,6 +166,8 @@ pub async fn probe(
             timeout: check.timeout,
             tls: group.tls.as_deref(),
             protocol,
+            // Probes send no PROXY header (docs/edge.md).
+            proxy: None,
         };
         let stream = connect::open(&server.address, server.resolved, connector)
             .await

@@ -71,6 +71,8 @@ pub fn is_ejected(group: &str, server: &Server, now: &LazyNow) -> bool {
         .compare_exchange(until, 0, Relaxed, Relaxed)
         .is_ok()
     {
+        // Slow start ramps from the ejection's end (upstream/edge.rs).
+        server.state.edge.came_up_at(until);
         crate::metrics::inc(&server.state.stats.health_transitions);
         tracing::info!(
             target: "weir::health",
@@ -99,6 +101,7 @@ pub fn probe_passed(group: &str, server: &Server) {
     let p = &server.state.passive;
     if p.ejected_until.load(Relaxed) != 0 && p.ejected_until.swap(0, Relaxed) != 0 {
         p.failures.store(0, Relaxed);
+        server.state.edge.came_up();
         crate::metrics::inc(&server.state.stats.health_transitions);
         tracing::info!(
             target: "weir::health",

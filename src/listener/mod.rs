@@ -4,8 +4,10 @@
 //! draining on shutdown.
 
 mod activity;
+pub mod client_auth;
 mod conn;
 mod h2_frames;
+pub mod proxy_protocol;
 pub mod tls;
 
 pub use activity::{ConnActivity, RequestGuard};
@@ -50,6 +52,8 @@ pub struct Listener {
     sockets: Mutex<Vec<std::net::TcpListener>>,
     /// Swapped whole when a reload brings new certificates.
     tls: ArcSwapOption<rustls::ServerConfig>,
+    /// `tls.client_auth`: verification of client certificates (with `tls`).
+    client_auth: ArcSwapOption<client_auth::ClientAuth>,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     stats: Arc<ListenerStats>,
@@ -92,10 +96,19 @@ impl Listener {
         for _ in 1..workers.max(1) {
             sockets.push(bind_reuseport(local).map_err(err)?);
         }
+        let auth = match &config.edge.client_auth {
+            Some(c) => Some(Arc::new(
+                client_auth::ClientAuth::new(c).map_err(io::Error::other)?,
+            )),
+            None => None,
+        };
         let tls = ArcSwapOption::new(match &config.tls {
-            Some(keys) => Some(tls::server_config(keys).map_err(io::Error::other)?),
+            Some(keys) => {
+                Some(tls::server_config_with(keys, auth.as_deref()).map_err(io::Error::other)?)
+            }
             None => None,
         });
+        let client_auth = ArcSwapOption::new(auth);
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             // The request-head timeout is ours (see ConnActivity): hyper's
@@ -119,6 +132,7 @@ impl Listener {
             local,
             sockets: Mutex::new(sockets),
             tls,
+            client_auth,
             h1,
             h2,
             stats,
@@ -135,12 +149,25 @@ impl Listener {
     ///
     /// # Errors
     /// When the TLS config cannot be built; the old certificates stay.
-    pub fn update_tls(&self, keys: Option<&[Arc<rustls::sign::CertifiedKey>]>) -> io::Result<()> {
+    pub fn update_tls(
+        &self,
+        keys: Option<&[Arc<rustls::sign::CertifiedKey>]>,
+        client_auth: Option<&crate::config::edge::ClientAuthConfig>,
+    ) -> io::Result<()> {
+        let auth = match client_auth {
+            Some(c) => Some(Arc::new(
+                client_auth::ClientAuth::new(c).map_err(io::Error::other)?,
+            )),
+            None => None,
+        };
         let config = match keys {
-            Some(keys) => Some(tls::server_config(keys).map_err(io::Error::other)?),
+            Some(keys) => {
+                Some(tls::server_config_with(keys, auth.as_deref()).map_err(io::Error::other)?)
+            }
             None => None,
         };
         self.tls.store(config);
+        self.client_auth.store(auth);
         Ok(())
     }
 
@@ -215,6 +242,20 @@ impl Listener {
                             slot = conn_limit.reserve() => slot,
                             _ = stopped(&mut shutdown) => break,
                         };
+                        if let Some(deadline) = this.config.edge.proxy_protocol {
+                            // PROXY protocol: the header's client is the one
+                            // max_connections_per_ip counts (proxy_protocol.rs).
+                            let this = Arc::clone(&this);
+                            let (snapshot, shutdown) = (Arc::clone(&snapshot), conn_shutdown.clone());
+                            let conns = tracker.clone();
+                            tracker.spawn(async move {
+                                let Some((stream, peer, local)) = this.read_proxy_header(stream, peer, deadline).await else { return };
+                                let Some(permit) = slot.admit(peer.ip()) else { return };
+                                this.serve_connection(stream, peer, Some(local), snapshot, shutdown, conns).await;
+                                drop(permit);
+                            });
+                            continue;
+                        }
                         // max_connections_per_ip: past it, closed at once.
                         let Some(permit) = slot.admit(peer.ip()) else {
                             drop(stream);
@@ -225,7 +266,7 @@ impl Listener {
                         let shutdown = conn_shutdown.clone();
                         let conns = tracker.clone();
                         tracker.spawn(async move {
-                            this.serve_connection(stream, peer, snapshot, shutdown, conns).await;
+                            this.serve_connection(stream, peer, None, snapshot, shutdown, conns).await;
                             drop(permit);
                         });
                     }
@@ -241,15 +282,41 @@ impl Listener {
         tracing::info!(listener = %this.config.name, "listener closed");
     }
 
+    /// Reads the PROXY header of a new connection: (stream, client,
+    /// destination), or `None` (logged, connection closed) without a valid one.
+    async fn read_proxy_header(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        deadline: Duration,
+    ) -> Option<(TcpStream, SocketAddr, SocketAddr)> {
+        match proxy_protocol::read_header(&mut stream, deadline).await {
+            Ok(Some((client, local))) => Some((stream, client, local)),
+            Ok(None) => {
+                let local = stream.local_addr().ok()?;
+                Some((stream, peer, local))
+            }
+            Err(e) => {
+                self.stats.proxy_protocol_errors.inc();
+                tracing::info!(listener = %self.config.name, peer = %peer, error = %e, "connection closed: PROXY protocol header missing or invalid");
+                None
+            }
+        }
+    }
+
     async fn serve_connection(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
+        local: Option<SocketAddr>,
         snapshot: Arc<SharedSnapshot>,
         shutdown: watch::Receiver<bool>,
         tracker: TaskTracker,
     ) {
         let _ = stream.set_nodelay(true);
+        let local = local
+            .or_else(|| stream.local_addr().ok())
+            .unwrap_or(self.local);
         self.stats.accepted.inc();
         self.stats.open.add(1);
         let _open = OpenGuard(&self.stats);
@@ -261,6 +328,8 @@ impl Listener {
         let tls = self.tls.load_full();
         let downstream = Arc::new(Downstream {
             peer,
+            local,
+            client_cert: Default::default(),
             client: ClientInfo::new(peer.ip(), tls.is_some()),
             listener: self.config.name.clone(),
             activity: Arc::clone(&activity),
@@ -268,6 +337,7 @@ impl Listener {
             tracker,
             limits: service::Limits::of(&self.config),
         });
+        let conn_info = Arc::clone(&downstream);
         let svc =
             service_fn(move |req| service::handle(snapshot.local(), Arc::clone(&downstream), req));
         let serve = conn::Serve {
@@ -283,7 +353,7 @@ impl Listener {
         };
         // Boxed: a plain connection's task stays small (parked, it holds
         // little more than its socket); a TLS stream is kilobytes.
-        Box::pin(self.serve_tls(io, config, serve, svc, peer)).await;
+        Box::pin(self.serve_tls(io, config, serve, svc, &conn_info)).await;
     }
 
     /// The TLS handshake (bounded by the request-head timeout), then HTTP/2
@@ -294,8 +364,9 @@ impl Listener {
         config: Arc<rustls::ServerConfig>,
         serve: conn::Serve<'_>,
         svc: S,
-        peer: SocketAddr,
+        conn_info: &Downstream,
     ) {
+        let peer = conn_info.peer;
         let handshake = tokio::time::timeout(
             self.config.request_header_timeout,
             TlsAcceptor::from(config).accept(io),
@@ -308,6 +379,11 @@ impl Listener {
         counter.inc();
         match result {
             Ok(Ok(tls)) => {
+                if let Some(auth) = &*self.client_auth.load() {
+                    if let Some(v) = auth.header_for(tls.get_ref().1.peer_certificates()) {
+                        let _ = conn_info.client_cert.set(v);
+                    }
+                }
                 let protocol = match tls.get_ref().1.alpn_protocol() {
                     Some(b"h2") => conn::Protocol::Http2,
                     Some(_) => conn::Protocol::Http1,

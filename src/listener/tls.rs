@@ -116,12 +116,27 @@ impl ResolvesServerCert for SniResolver {
 /// # Errors
 /// When `keys` is empty or the protocol versions are not supported by the provider.
 pub fn server_config(keys: &[Arc<CertifiedKey>]) -> Result<Arc<ServerConfig>, rustls::Error> {
+    server_config_with(keys, None)
+}
+
+/// [`server_config`] verifying client certificates with `client_auth`
+/// (`tls.client_auth`; `None` = none asked).
+///
+/// # Errors
+/// As [`server_config`].
+pub fn server_config_with(
+    keys: &[Arc<CertifiedKey>],
+    client_auth: Option<&super::client_auth::ClientAuth>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
     let resolver = SniResolver::new(keys)
         .ok_or_else(|| rustls::Error::General("no certificate configured".into()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
+        .with_client_cert_verifier(match client_auth {
+            Some(c) => c.handshake_verifier(),
+            None => Arc::new(rustls::server::NoClientAuth),
+        })
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))

@@ -31,12 +31,18 @@ use crate::metrics::ListenerStats;
 use crate::route::jwt::{RequestToken, TokenOutcome, Verified};
 use crate::route::{self, RequestView};
 use crate::upstream::group::Excluded;
+use crate::upstream::queue::Refused;
 
 /// What the service knows about the downstream connection a request came on.
 #[derive(Debug)]
 pub struct Downstream {
-    /// Client address.
+    /// Client address (from the PROXY header on `proxy_protocol` listeners).
     pub peer: SocketAddr,
+    /// The address the client connected to (PROXY header's destination when given).
+    pub local: SocketAddr,
+    /// `x-client-cert` of the connection's verified client certificate
+    /// (`tls.client_auth`), set once after the TLS handshake.
+    pub client_cert: std::sync::OnceLock<HeaderValue>,
     /// Formatted forwarding info of the client.
     pub client: ClientInfo,
     /// Name of the listener.
@@ -228,6 +234,7 @@ async fn proxy(
         parts.version,
         host.as_ref(),
     );
+    crate::listener::client_auth::apply(&mut parts.headers, conn.client_cert.get());
     if !route.forward_claims.is_empty() {
         let claims = claims.as_deref().map(|v| &v.claims);
         route::claims::forward(&route.forward_claims, claims, &mut parts.headers);
@@ -265,10 +272,17 @@ async fn proxy(
             headers: &prepared,
         };
         let pinned = session.as_ref().and_then(Session::pinned);
-        let Some(index) = group.pick_pinned(pinned, &ctx, &excluded) else {
+        // max_connections and the group queue (upstream/queue.rs).
+        let picked = crate::upstream::queue::acquire(group, pinned, &ctx, &excluded).await;
+        let Ok((index, guard)) = picked else {
             if let Some(status) = last_failure {
                 observe(status.as_u16());
                 return error_response(status, record);
+            }
+            if let Err(reason @ (Refused::QueueFull | Refused::Timeout)) = picked {
+                tracing::warn!(route = %route.name, group = %group.name, reason = ?reason, "group queue refused the request: answering 503");
+                observe(503);
+                return error_response(StatusCode::SERVICE_UNAVAILABLE, record);
             }
             if group.stats.no_server() {
                 // At most once a second per group; the count is in /metrics.
@@ -305,8 +319,14 @@ async fn proxy(
                 .extensions_mut()
                 .insert(forward::ResponseTimeout(t));
         }
+        if group.pool.proxy_protocol.is_some() {
+            let addrs = crate::upstream::proxy_protocol::ClientAddrs {
+                client: conn.peer,
+                local: conn.local,
+            };
+            upstream_req.extensions_mut().insert(addrs);
+        }
 
-        let guard = server.state.start_request();
         let sent = Instant::now();
         let mut result = match &body_limit {
             None => forward::send(group, server, upstream_req).await,

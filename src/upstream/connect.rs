@@ -13,7 +13,9 @@ use std::time::Duration;
 use http::uri::Authority;
 use tokio::net::TcpStream;
 
+use super::proxy_protocol::ClientAddrs;
 use super::tls::{self, UpstreamStream};
+use crate::config::edge::ProxyVersion;
 use crate::config::upstream_tls::{UpstreamProtocol, UpstreamTlsConfig};
 
 /// TCP keepalive probe interval on upstream connections.
@@ -28,6 +30,9 @@ pub struct Connector<'a> {
     pub tls: Option<&'a UpstreamTlsConfig>,
     /// The protocol that will run on the connection (selects the ALPN offer).
     pub protocol: UpstreamProtocol,
+    /// `groups.*.proxy_protocol`: the PROXY header (version, and the
+    /// client and local addresses it names) written first, before TLS.
+    pub proxy: Option<(ProxyVersion, ClientAddrs)>,
 }
 
 /// Connects a TCP stream to `address` (to `resolved` when the address was
@@ -61,7 +66,10 @@ pub async fn open(
     connector: Connector<'_>,
 ) -> io::Result<UpstreamStream> {
     let attempt = async {
-        let tcp = connect_stream(address, resolved).await?;
+        let mut tcp = connect_stream(address, resolved).await?;
+        if let Some((version, c)) = connector.proxy {
+            super::proxy_protocol::write_header(&mut tcp, version, c.client, c.local).await?;
+        }
         match connector.tls {
             None => Ok(UpstreamStream::Plain(tcp)),
             Some(t) => tls::handshake(t, connector.protocol, tcp, address.host()).await,

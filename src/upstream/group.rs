@@ -26,6 +26,7 @@ pub struct StateRegistry {
     routes: Mutex<HashMap<Arc<str>, Arc<RouteStats>>>,
     groups: Mutex<HashMap<Arc<str>, Arc<GroupStats>>>,
     listeners: Mutex<HashMap<Arc<str>, Arc<ListenerStats>>>,
+    queues: Mutex<HashMap<Arc<str>, Arc<super::queue::GroupQueue>>>,
     /// Process-wide counters (reloads, config hash).
     pub global: GlobalStats,
     /// Rate-limit buckets, the Redis client and protection counters.
@@ -60,6 +61,11 @@ impl StateRegistry {
     /// Counters of the listener named `name` (kept across reloads).
     pub fn listener_stats(&self, name: &Arc<str>) -> Arc<ListenerStats> {
         entry(&self.listeners, name)
+    }
+
+    /// The queue of the group named `name` (kept across reloads).
+    pub fn group_queue(&self, name: &Arc<str>) -> Arc<super::queue::GroupQueue> {
+        entry(&self.queues, name)
     }
 
     /// Every listener's counters, by name.
@@ -121,6 +127,8 @@ pub struct ServerGroup {
     pub protocol: crate::config::upstream_tls::UpstreamProtocol,
     /// TLS to the servers (`tls`); `None` = plain TCP.
     pub tls: Option<Arc<crate::config::upstream_tls::UpstreamTlsConfig>>,
+    /// Backups, slow start, queue, PROXY protocol (`upstream/edge.rs`).
+    pub edge: super::edge::GroupEdge,
 }
 
 impl ServerGroup {
@@ -130,15 +138,22 @@ impl ServerGroup {
         let pool = super::pool::PoolSettings {
             connect_timeout: config.timeouts.connect,
             idle_timeout: config.pool_idle_timeout,
-            max_idle: config.pool_max_idle_per_server,
+            // A PROXY header names one client: such connections are not reused.
+            max_idle: match config.edge.proxy_protocol {
+                Some(_) => 0,
+                None => config.pool_max_idle_per_server,
+            },
             profile: config.tls.as_ref().map_or(0, |t| t.id),
+            proxy_protocol: config.edge.proxy_protocol,
         };
-        let servers: Vec<Server> = config
-            .servers
-            .iter()
+        // Primaries first, then backups (each tier a slice with its balancer).
+        let servers: Vec<Server> = super::edge::order(config)
+            .into_iter()
             .map(|s| Server::new(s, registry.state(&config.name, &s.id)))
             .collect();
-        let balancer = balancer::build(config, &servers);
+        let edge =
+            super::edge::GroupEdge::new(config, &servers, registry.group_queue(&config.name));
+        let balancer = balancer::build(config, &servers[..edge.primaries]);
         let sticky = config.sticky.as_ref().map(|s| Sticky::new(s, &servers));
         if config.tls.as_ref().is_some_and(|t| t.insecure) {
             crate::config::upstream_tls::warn_insecure_once(&config.name);
@@ -157,6 +172,7 @@ impl ServerGroup {
             servers,
             protocol: config.protocol,
             tls: config.tls.clone(),
+            edge,
         }
     }
 
@@ -166,19 +182,37 @@ impl ServerGroup {
     /// at all is usable, picks among all servers not in `excluded` (sozu's
     /// fallback chain; Envoy's panic threshold). Allocates nothing.
     pub fn pick(&self, ctx: &PickContext<'_>, excluded: &Excluded) -> Option<usize> {
+        self.pick_with(ctx, excluded, &|_| true)
+    }
+
+    /// [`Self::pick`] among the servers for which `extra` also holds (a free
+    /// `max_connections` slot); backups only when no primary is usable.
+    pub fn pick_with(
+        &self,
+        ctx: &PickContext<'_>,
+        excluded: &Excluded,
+        extra: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
         let now = LazyNow::new();
-        let usable = |i: usize| !excluded.contains(i) && self.usable_at(i, &now);
+        let usable = |i: usize| !excluded.contains(i) && self.usable_at(i, &now) && extra(i);
         let any_usable = || (0..self.servers.len()).any(|i| self.usable_at(i, &now));
-        let not_excluded = |i: usize| !excluded.contains(i) && !self.servers[i].state.is_drained();
+        let not_excluded =
+            |i: usize| !excluded.contains(i) && !self.servers[i].state.is_drained() && extra(i);
         if self.health.is_failing_open() {
             if !any_usable() {
-                return self.balancer.pick(&self.servers, ctx, &not_excluded);
+                return self.balancer.pick(
+                    &self.servers[..self.edge.primaries],
+                    ctx,
+                    &not_excluded,
+                );
             }
             self.health.leave_fail_open(&self.name);
         }
-        let picked = self.balancer.pick(&self.servers, ctx, &usable);
+        let picked = self.pick_tiered(ctx, &usable, &now);
         if picked.is_none() && !any_usable() && self.health.enter_fail_open(&self.name) {
-            return self.balancer.pick(&self.servers, ctx, &not_excluded);
+            return self
+                .balancer
+                .pick(&self.servers[..self.edge.primaries], ctx, &not_excluded);
         }
         picked
     }
@@ -189,7 +223,7 @@ impl ServerGroup {
         self.usable_at(i, &LazyNow::new())
     }
 
-    fn usable_at(&self, i: usize, now: &LazyNow) -> bool {
+    pub(crate) fn usable_at(&self, i: usize, now: &LazyNow) -> bool {
         let server = &self.servers[i];
         server.state.is_healthy()
             && !server.state.is_drained()

@@ -234,6 +234,9 @@ async fn open(group: &ServerGroup, server: &Server) -> io::Result<Arc<H2Conn>> {
         timeout: group.pool.connect_timeout,
         tls: group.tls.as_deref(),
         protocol: UpstreamProtocol::Http2,
+        // No PROXY header on multiplexed connections (validation refuses
+        // proxy_protocol with protocol: http2).
+        proxy: None,
     };
     let stream = connect::open(&server.address, server.resolved, connector).await?;
     let settings = Arc::new(PeerSettings::default());

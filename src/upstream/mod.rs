@@ -1,11 +1,14 @@
 //! Server groups (clusters), their servers and their live state.
 
 pub mod connect;
+pub mod edge;
 pub mod group;
 pub mod h2;
 pub mod h2_settings;
 pub mod lease;
 pub mod pool;
+pub mod proxy_protocol;
+pub mod queue;
 pub mod server;
 pub mod tls;
 

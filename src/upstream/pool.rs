@@ -87,6 +87,8 @@ pub struct PoolSettings {
     /// TLS config. A pooled connection is reused only by the same profile
     /// (a reload that adds or changes `tls` does not reuse old connections).
     pub profile: u64,
+    /// PROXY protocol header written on each new connection (`groups.*.proxy_protocol`).
+    pub proxy_protocol: Option<crate::config::edge::ProxyVersion>,
 }
 
 /// A connection taken from the pool (or new) for one request. Give it back
@@ -159,11 +161,13 @@ impl Checkout {
         resolved: Option<SocketAddr>,
         settings: &PoolSettings,
         tls: Option<&UpstreamTlsConfig>,
+        client: Option<super::proxy_protocol::ClientAddrs>,
     ) -> io::Result<Checkout> {
         let connector = Connector {
             timeout: settings.connect_timeout,
             tls,
             protocol: UpstreamProtocol::Http1,
+            proxy: settings.proxy_protocol.zip(client),
         };
         let stream = super::connect::open(address, resolved, connector).await?;
         let (sender, conn) = http1::Builder::new()

@@ -97,6 +97,8 @@ pub struct ServerState {
     /// The `least_connections` indexes this server is in (none for other
     /// algorithms), told of every in-flight, health or drain change.
     pub(crate) indexes: crate::balancer::load_index::IndexLinks,
+    /// `max_connections`, slow-start ramp and queue wake-ups (`upstream/edge.rs`).
+    pub edge: super::edge::EdgeState,
 }
 
 impl Default for ServerState {
@@ -112,6 +114,7 @@ impl Default for ServerState {
             pool: Sharded::default(),
             h2: Sharded::default(),
             indexes: Default::default(),
+            edge: Default::default(),
         }
     }
 }
@@ -138,6 +141,9 @@ impl ServerState {
         let was = self.healthy.swap(healthy, Ordering::SeqCst);
         if was != healthy {
             self.indexes.changed(self);
+            if healthy {
+                self.edge.came_up();
+            }
         }
         was
     }
@@ -153,6 +159,9 @@ impl ServerState {
         let was = self.drained.swap(drained, Ordering::SeqCst);
         if was != drained {
             self.indexes.changed(self);
+            if !drained {
+                self.edge.came_up();
+            }
         }
         was
     }
@@ -270,6 +279,38 @@ impl ServerState {
     }
 }
 
+impl ServerState {
+    /// [`Self::start_request`] when fewer than the server's `max_connections`
+    /// are in flight (a compare-and-swap on the global count: N workers never
+    /// exceed it); `None` when full.
+    pub fn try_start_request(self: &Arc<Self>) -> Option<InFlightGuard> {
+        let limit = self.edge.limit();
+        if limit == u64::MAX {
+            return Some(self.start_request());
+        }
+        let mut current = self.in_flight.load(Ordering::SeqCst);
+        loop {
+            if current >= limit {
+                return None;
+            }
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+        self.indexes.changed(self);
+        self.requests.inc();
+        Some(InFlightGuard {
+            state: Arc::clone(self),
+        })
+    }
+}
+
 /// Decrements its server's in-flight count when dropped.
 #[derive(Debug)]
 pub struct InFlightGuard {
@@ -287,6 +328,7 @@ impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.state.indexes.changed(&self.state);
+        self.state.edge.released();
     }
 }
 
@@ -304,6 +346,8 @@ pub struct Server {
     pub weight: u32,
     /// Live counters, shared with earlier and later snapshots.
     pub state: Arc<ServerState>,
+    /// `max_connections`, `backup`, `slow_start`.
+    pub edge: crate::config::edge::ServerEdge,
 }
 
 impl Server {
@@ -315,6 +359,7 @@ impl Server {
             resolved: config.address.as_str().parse().ok(),
             weight: config.weight,
             state,
+            edge: config.edge,
         }
     }
 
