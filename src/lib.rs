@@ -400,7 +400,7 @@ impl Running {
                 listener::proxy_protocol::warn_on_reload(b.listener.config(), l);
                 if let Err(e) = b
                     .listener
-                    .update_tls(l.tls.as_deref(), l.edge.client_auth.as_ref())
+                    .update_tls(l.tls.as_deref(), l.edge.client_auth.as_ref(), &l.tls_files)
                 {
                     tracing::error!(listener = %l.name, error = %e, "reload: keeping the old certificates");
                 }

@@ -4,6 +4,7 @@
 //! draining on shutdown.
 
 mod activity;
+pub mod cert_watch;
 pub mod client_auth;
 mod conn;
 mod h2_frames;
@@ -43,6 +44,15 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// and nginx benchmarks set `backlog=4096`.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
+/// The inputs of a listener's TLS config, kept to rebuild it when a
+/// watched certificate file changes.
+#[derive(Debug)]
+struct TlsState {
+    keys: Vec<Arc<rustls::sign::CertifiedKey>>,
+    auth: Option<Arc<client_auth::ClientAuth>>,
+    files: Vec<cert_watch::Watched>,
+}
+
 /// A bound listener, ready to accept: one socket per worker.
 pub struct Listener {
     config: ListenerConfig,
@@ -54,6 +64,8 @@ pub struct Listener {
     tls: ArcSwapOption<rustls::ServerConfig>,
     /// `tls.client_auth`: verification of client certificates (with `tls`).
     client_auth: ArcSwapOption<client_auth::ClientAuth>,
+    /// What `tls` was built from, and the certificate files watched.
+    tls_state: Mutex<TlsState>,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     stats: Arc<ListenerStats>,
@@ -108,6 +120,11 @@ impl Listener {
             }
             None => None,
         });
+        let tls_state = Mutex::new(TlsState {
+            keys: config.tls.clone().unwrap_or_default(),
+            auth: auth.clone(),
+            files: cert_watch::watch_all(&config.tls_files),
+        });
         let client_auth = ArcSwapOption::new(auth);
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
@@ -133,6 +150,7 @@ impl Listener {
             sockets: Mutex::new(sockets),
             tls,
             client_auth,
+            tls_state,
             h1,
             h2,
             stats,
@@ -153,7 +171,9 @@ impl Listener {
         &self,
         keys: Option<&[Arc<rustls::sign::CertifiedKey>]>,
         client_auth: Option<&crate::config::edge::ClientAuthConfig>,
+        files: &[(std::path::PathBuf, std::path::PathBuf)],
     ) -> io::Result<()> {
+        let mut state = self.tls_state.lock().unwrap_or_else(|e| e.into_inner());
         let auth = match client_auth {
             Some(c) => Some(Arc::new(
                 client_auth::ClientAuth::new(c).map_err(io::Error::other)?,
@@ -167,6 +187,11 @@ impl Listener {
             None => None,
         };
         self.tls.store(config);
+        *state = TlsState {
+            keys: keys.map(<[_]>::to_vec).unwrap_or_default(),
+            auth: auth.clone(),
+            files: cert_watch::watch_all(files),
+        };
         self.client_auth.store(auth);
         Ok(())
     }
@@ -185,6 +210,7 @@ impl Listener {
         shutdown: &watch::Receiver<bool>,
         tracker: &TaskTracker,
     ) {
+        cert_watch::spawn(self, shutdown.clone());
         let mut sockets = self
             .sockets
             .lock()
