@@ -60,6 +60,11 @@ pub struct Listener {
     /// One socket per worker, all bound to `local` with `SO_REUSEPORT`;
     /// taken by the workers' accept loops when they start.
     sockets: Mutex<Vec<std::net::TcpListener>>,
+    /// The same sockets (duplicated fds), handed to the new process of a
+    /// binary upgrade (`crate::upgrade`).
+    /// Emptied when the listener stops accepting, so that a removed
+    /// listener's sockets close.
+    passable: Mutex<Vec<std::net::TcpListener>>,
     /// Swapped whole when a reload brings new certificates.
     tls: ArcSwapOption<rustls::ServerConfig>,
     /// `tls.client_auth`: verification of client certificates (with `tls`).
@@ -102,12 +107,25 @@ impl Listener {
                 ),
             )
         };
-        let first = bind_reuseport(config.address).map_err(err)?;
-        let local = first.local_addr()?;
-        let mut sockets = vec![first];
-        for _ in 1..workers.max(1) {
-            sockets.push(bind_reuseport(local).map_err(err)?);
+        // Sockets passed by systemd or the old process of a binary upgrade
+        // are served instead of binding (crate::upgrade).
+        let mut sockets = crate::upgrade::take(config.address);
+        if sockets.is_empty() {
+            sockets.push(bind_reuseport(config.address).map_err(err)?);
         }
+        let local = sockets[0].local_addr()?;
+        while sockets.len() < workers.max(1) {
+            // An inherited socket without SO_REUSEPORT is shared instead.
+            let more = bind_reuseport(local).or_else(|e| match sockets[0].try_clone() {
+                Ok(s) if e.kind() == io::ErrorKind::AddrInUse => Ok(s),
+                _ => Err(e),
+            });
+            sockets.push(more.map_err(err)?);
+        }
+        let passable = sockets
+            .iter()
+            .map(std::net::TcpListener::try_clone)
+            .collect::<io::Result<Vec<_>>>()?;
         let auth = match &config.edge.client_auth {
             Some(c) => Some(Arc::new(
                 client_auth::ClientAuth::new(c).map_err(io::Error::other)?,
@@ -148,6 +166,7 @@ impl Listener {
             config: config.clone(),
             local,
             sockets: Mutex::new(sockets),
+            passable: Mutex::new(passable),
             tls,
             client_auth,
             tls_state,
@@ -196,6 +215,20 @@ impl Listener {
         Ok(())
     }
 
+    /// Every listening socket of this listener (one per worker, or as many
+    /// as were inherited), for a binary upgrade.
+    ///
+    /// # Errors
+    /// When a socket cannot be duplicated (out of fds).
+    pub fn sockets_for_upgrade(&self) -> io::Result<Vec<std::net::TcpListener>> {
+        self.passable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(std::net::TcpListener::try_clone)
+            .collect()
+    }
+
     /// The bound address (with the real port when 0 was asked).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local)
@@ -211,15 +244,18 @@ impl Listener {
         tracker: &TaskTracker,
     ) {
         cert_watch::spawn(self, shutdown.clone());
-        let mut sockets = self
+        let sockets = self
             .sockets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain(..)
             .collect::<Vec<_>>()
             .into_iter();
-        for handle in workers.handles() {
-            let Some(socket) = sockets.next() else { break };
+        // More sockets than workers (inherited from a process that ran
+        // more): every socket gets an accept loop, round robin.
+        let handles: Vec<_> = workers.handles().collect();
+        for (i, socket) in sockets.enumerate() {
+            let handle = handles[i % handles.len()];
             tracker.spawn_on(
                 Arc::clone(self).run(
                     socket,
@@ -305,6 +341,11 @@ impl Listener {
                 _ = stopped(&mut shutdown) => break,
             }
         }
+        // A stopped listener's sockets close with its accept loops.
+        this.passable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         tracing::info!(listener = %this.config.name, "listener closed");
     }
 
