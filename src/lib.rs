@@ -35,8 +35,8 @@ pub mod proxy;
 pub mod route;
 pub mod runtime;
 pub mod shard;
-pub mod upstream;
 pub mod upgrade;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -408,10 +408,11 @@ impl Running {
         for b in listeners.iter() {
             if let Some(l) = config.listeners.iter().find(|l| b.is(l)) {
                 listener::proxy_protocol::warn_on_reload(b.listener.config(), l);
-                if let Err(e) = b
-                    .listener
-                    .update_tls(l.tls.as_deref(), l.edge.client_auth.as_ref(), &l.tls_files)
-                {
+                if let Err(e) = b.listener.update_tls(
+                    l.tls.as_deref(),
+                    l.edge.client_auth.as_ref(),
+                    &l.tls_files,
+                ) {
                     tracing::error!(listener = %l.name, error = %e, "reload: keeping the old certificates");
                 }
             }

@@ -86,10 +86,14 @@ pub fn inherit_from_env() {
                     tracing::info!(fd = 3 + i, address = %addr, "inherited a listening socket");
                     inherited.push((addr, l));
                 }
-                Err(e) => tracing::warn!(fd = 3 + i, error = %e, "inherited socket has no address; ignored"),
+                Err(e) => {
+                    tracing::warn!(fd = 3 + i, error = %e, "inherited socket has no address; ignored")
+                }
             },
             Ok(None) => {}
-            Err(e) => tracing::warn!(fd = 3 + i, error = %e, "inherited fd is not a TCP listening socket; ignored"),
+            Err(e) => {
+                tracing::warn!(fd = 3 + i, error = %e, "inherited fd is not a TCP listening socket; ignored")
+            }
         }
     }
 }
@@ -202,7 +206,11 @@ impl Running {
         let mut child = cmd
             .spawn()
             .map_err(|source| UpgradeError::Spawn { path, source })?;
-        tracing::info!(pid = child.id(), sockets = count, "binary upgrade: new process started");
+        tracing::info!(
+            pid = child.id(),
+            sockets = count,
+            "binary upgrade: new process started"
+        );
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok((mut stream, _)) = ready.accept() {

@@ -61,9 +61,7 @@ impl ServerCertVerifier for AnyCert {
         )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -92,7 +90,8 @@ async fn served(addr: SocketAddr) -> Vec<u8> {
 fn pair(cn: &str) -> (String, String, Vec<u8>) {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, format!("{cn} CA"));
+    p.distinguished_name
+        .push(DnType::CommonName, format!("{cn} CA"));
     let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
     let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     p.distinguished_name.push(DnType::CommonName, cn);
