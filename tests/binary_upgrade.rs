@@ -59,6 +59,16 @@ struct Weir {
 
 impl Weir {
     fn start(dir: &Path, upstream: SocketAddr) -> Weir {
+        Weir::start_under(dir, upstream, |_, _| Vec::new())
+    }
+
+    /// Starts weir as the last arguments of `wrapper(port, admin)`'s
+    /// command (none: weir itself).
+    fn start_under(
+        dir: &Path,
+        upstream: SocketAddr,
+        wrapper: impl Fn(u16, u16) -> Vec<String>,
+    ) -> Weir {
         let (port, admin) = (free_port(), free_port());
         let config = dir.join("weir.yaml");
         std::fs::write(
@@ -70,7 +80,10 @@ impl Weir {
             ),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        let mut argv = wrapper(port, admin);
+        argv.push(env!("CARGO_BIN_EXE_weir").to_string());
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
             .arg("--config")
             .arg(&config)
             .args(["--log-format", "json", "--log", "info,weir::access=off"])
@@ -272,4 +285,39 @@ async fn a_new_binary_that_fails_to_start_leaves_the_old_one_serving() {
         assert!(t0.elapsed() < Duration::from_secs(10), "no exit on SIGTERM");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_socket_activation_serves_on_the_passed_sockets() {
+    // systemd-socket-activate (package systemd) binds like a .socket unit
+    // (no SO_REUSEPORT) and passes LISTEN_FDS/LISTEN_PID.
+    let tool = "/usr/bin/systemd-socket-activate";
+    assert!(
+        Path::new(tool).exists(),
+        "systemd-socket-activate is installed (.ci/run installs systemd)"
+    );
+    let dir = temp_dir("systemd");
+    let up = spawn_upstream("a").await;
+    let weir = Weir::start_under(&dir, up.addr, |port, admin| {
+        vec![
+            tool.to_string(),
+            "-l".into(),
+            format!("127.0.0.1:{port}"),
+            "-l".into(),
+            format!("127.0.0.1:{admin}"),
+        ]
+    });
+    let _reaper = Reaper(vec![weir.child.id()]);
+    weir.wait_serving().await;
+    weir.wait_logged("inherited a listening socket", 10).await;
+    for _ in 0..10 {
+        assert_eq!(get(weir.addr(), "/").await.status, StatusCode::OK);
+    }
+    let logs = weir.logs.lock().unwrap().join("\n");
+    assert_eq!(
+        logs.matches("inherited a listening socket").count(),
+        2,
+        "{logs}"
+    );
+    assert!(logs.contains("inherited socket"), "{logs}");
 }
