@@ -35,6 +35,7 @@ pub mod proxy;
 pub mod route;
 pub mod runtime;
 pub mod shard;
+pub mod upgrade;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -133,6 +134,12 @@ impl Proxy {
             None => None,
         };
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        let admin_socket = admin.as_ref().and_then(|l| {
+            socket2::SockRef::from(l)
+                .try_clone()
+                .ok()
+                .map(std::net::TcpListener::from)
+        });
         self.registry
             .global
             .config_hash
@@ -146,6 +153,7 @@ impl Proxy {
             tracker,
             drain_timeout: Mutex::new(self.config.drain_timeout),
             admin_addr,
+            admin_socket,
             probes: Mutex::new(watch::channel(false).0),
             workers: tokio::sync::Mutex::new(workers),
             workers_fixed: self.workers_override.is_some(),
@@ -217,6 +225,8 @@ struct Inner {
     tracker: TaskTracker,
     drain_timeout: Mutex<Duration>,
     admin_addr: Option<SocketAddr>,
+    /// The admin listener's socket (a duplicate), for a binary upgrade.
+    admin_socket: Option<std::net::TcpListener>,
     /// Stops the active health probes of the current snapshot.
     probes: Mutex<watch::Sender<bool>>,
     /// The worker threads that serve connections.
@@ -398,10 +408,11 @@ impl Running {
         for b in listeners.iter() {
             if let Some(l) = config.listeners.iter().find(|l| b.is(l)) {
                 listener::proxy_protocol::warn_on_reload(b.listener.config(), l);
-                if let Err(e) = b
-                    .listener
-                    .update_tls(l.tls.as_deref(), l.edge.client_auth.as_ref())
-                {
+                if let Err(e) = b.listener.update_tls(
+                    l.tls.as_deref(),
+                    l.edge.client_auth.as_ref(),
+                    &l.tls_files,
+                ) {
                     tracing::error!(listener = %l.name, error = %e, "reload: keeping the old certificates");
                 }
             }

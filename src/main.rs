@@ -87,6 +87,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Listening sockets from systemd (socket activation) or from the old
+    // process of a binary upgrade (SIGUSR2).
+    weir::upgrade::inherit_from_env();
     runtime.block_on(async move {
         let mut proxy = weir::Proxy::new(config);
         if let Some(n) = cli.threads {
@@ -99,7 +102,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(config = %cli.config.display(), version = env!("CARGO_PKG_VERSION"), "weir started");
+        weir::upgrade::close_unused();
+        tracing::info!(config = %cli.config.display(), version = env!("CARGO_PKG_VERSION"), pid = std::process::id(), "weir started");
+        weir::upgrade::notify_ready();
         wait_for_stop(&running).await;
         tracing::info!("shutting down: draining connections");
         running.shutdown().await;
@@ -109,15 +114,18 @@ fn main() -> ExitCode {
 }
 
 /// Waits for SIGTERM or SIGINT (Ctrl-C); reloads the config on each SIGHUP;
-/// reopens the access log file on each SIGUSR1 (logrotate).
+/// reopens the access log file on each SIGUSR1 (logrotate); on SIGUSR2
+/// starts the new binary with the listening sockets and, once it serves,
+/// returns (this process drains and exits; see weir::upgrade).
 async fn wait_for_stop(running: &weir::Running) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut hup), Ok(mut usr1)) = (
+        let (Ok(mut term), Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::hangup()),
             signal(SignalKind::user_defined1()),
+            signal(SignalKind::user_defined2()),
         ) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
@@ -129,6 +137,16 @@ async fn wait_for_stop(running: &weir::Running) {
                 _ = usr1.recv() => {
                     tracing::info!("SIGUSR1: reopening the access log");
                     running.access_log().reopen();
+                }
+                _ = usr2.recv() => {
+                    tracing::info!("SIGUSR2: binary upgrade: starting the new binary");
+                    match running.upgrade().await {
+                        Ok(pid) => {
+                            tracing::info!(new_pid = pid, "binary upgrade: the new process serves; this one stops accepting, drains and exits");
+                            return;
+                        }
+                        Err(e) => tracing::error!(error = %e, "binary upgrade failed: this process keeps serving"),
+                    }
                 }
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the config");

@@ -45,6 +45,12 @@ use crate::Running;
 /// # Errors
 /// When the address cannot be bound.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    // Inherited from systemd or a binary upgrade (crate::upgrade).
+    if let Some(l) = crate::upgrade::take(addr).pop() {
+        let listener = TcpListener::from_std(l)?;
+        tracing::info!(address = %addr, "admin listening (inherited socket)");
+        return Ok(listener);
+    }
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),

@@ -129,6 +129,9 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     /// Certificates when the listener terminates TLS (the first is the default).
     pub tls: Option<Vec<Arc<CertifiedKey>>>,
+    /// The `(cert, key)` files of `tls`, in the same order: watched for
+    /// changes while running (`listener::cert_watch`).
+    pub tls_files: Vec<(std::path::PathBuf, std::path::PathBuf)>,
     /// Time allowed for the TLS handshake and each request's headers.
     pub request_header_timeout: Duration,
     /// Largest request header section, in bytes.
@@ -475,6 +478,7 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
         }
         Some(d) => d,
     };
+    let mut tls_files = Vec::new();
     let tls = l.tls.as_ref().map(|t| {
         if t.certificates.value.is_empty() {
             errs.at(
@@ -488,7 +492,10 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
             let cert = base.join(&c.cert.value);
             let pkey = base.join(&c.key.value);
             match tls::load_certified_key(&cert, &pkey) {
-                Ok(k) => keys.push(Arc::new(k)),
+                Ok(k) => {
+                    keys.push(Arc::new(k));
+                    tls_files.push((cert, pkey));
+                }
                 Err(tls::CertError::Cert(m)) => errs.at(
                     Some(&c.cert.referenced),
                     format!("{key}.tls.certificates[{j}].cert"),
@@ -523,6 +530,7 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
         name: Arc::from(l.name.clone().unwrap_or_else(|| address.to_string())),
         address,
         tls,
+        tls_files,
         request_header_timeout: l
             .request_header_timeout
             .unwrap_or(DEFAULT_REQUEST_HEADER_TIMEOUT),

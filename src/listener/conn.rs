@@ -144,12 +144,28 @@ impl Serve<'_> {
             }
         }
         loop {
-            let mut conn = Box::new(
+            // Shutting down already (a connection accepted just before, or
+            // pipelined bytes): its request is served, with
+            // `Connection: close`, instead of being cut unanswered.
+            let last = *self.shutdown.borrow();
+            let one_shot;
+            let h1 = if last {
+                let mut b = self.h1.clone();
+                b.keep_alive(false);
+                one_shot = b;
+                &one_shot
+            } else {
                 self.h1
-                    .serve_connection(TokioIo::new(io), svc.clone())
+            };
+            let mut conn = Box::new(
+                h1.serve_connection(TokioIo::new(io), svc.clone())
                     .with_upgrades(),
             );
-            let graceful = |c: Pin<&mut http1::UpgradeableConnection<_, _>>| c.graceful_shutdown();
+            let graceful = |c: Pin<&mut http1::UpgradeableConnection<_, _>>| {
+                if !last {
+                    c.graceful_shutdown();
+                }
+            };
             // Boxed: between requests the task holds only what `next_bytes`
             // needs, not the watchdog's timer and select state.
             let outcome =
@@ -313,11 +329,22 @@ impl Serve<'_> {
         let mut buf = [0u8; 24];
         let mut n = 0;
         let mut deadline = deadline;
+        let mut last_call = false;
         loop {
             let read = tokio::select! {
                 r = io.read(&mut buf[n..]) => r,
                 _ = tokio::time::sleep_until(deadline) => return None,
-                _ = stopped(&mut self.shutdown) => return None,
+                _ = stopped(&mut self.shutdown), if !last_call => {
+                    if !detect_h2 {
+                        return None;
+                    }
+                    // A connection accepted just before shutdown (a binary
+                    // upgrade, a removed listener): its client is sending
+                    // the first request; it gets an answer, not a reset.
+                    last_call = true;
+                    deadline = deadline.min(Instant::now() + FIRST_REQUEST_GRACE);
+                    continue;
+                }
             };
             match read {
                 Ok(0) | Err(_) => return None,
@@ -333,6 +360,11 @@ impl Serve<'_> {
         Some((Bytes::copy_from_slice(&buf[..n]), h2))
     }
 }
+
+/// How long a connection accepted just before shutdown may take to send the
+/// first bytes of its request (which is then served, with
+/// `Connection: close`).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// Counts a connection in the parked gauge while it lives.
 struct ParkedGauge<'a>(&'a Gauge);

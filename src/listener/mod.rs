@@ -4,6 +4,7 @@
 //! draining on shutdown.
 
 mod activity;
+pub mod cert_watch;
 pub mod client_auth;
 mod conn;
 mod h2_frames;
@@ -43,6 +44,15 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// and nginx benchmarks set `backlog=4096`.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
+/// The inputs of a listener's TLS config, kept to rebuild it when a
+/// watched certificate file changes.
+#[derive(Debug)]
+struct TlsState {
+    keys: Vec<Arc<rustls::sign::CertifiedKey>>,
+    auth: Option<Arc<client_auth::ClientAuth>>,
+    files: Vec<cert_watch::Watched>,
+}
+
 /// A bound listener, ready to accept: one socket per worker.
 pub struct Listener {
     config: ListenerConfig,
@@ -50,10 +60,17 @@ pub struct Listener {
     /// One socket per worker, all bound to `local` with `SO_REUSEPORT`;
     /// taken by the workers' accept loops when they start.
     sockets: Mutex<Vec<std::net::TcpListener>>,
+    /// The same sockets (duplicated fds), handed to the new process of a
+    /// binary upgrade (`crate::upgrade`).
+    /// Emptied when the listener stops accepting, so that a removed
+    /// listener's sockets close.
+    passable: Mutex<Vec<std::net::TcpListener>>,
     /// Swapped whole when a reload brings new certificates.
     tls: ArcSwapOption<rustls::ServerConfig>,
     /// `tls.client_auth`: verification of client certificates (with `tls`).
     client_auth: ArcSwapOption<client_auth::ClientAuth>,
+    /// What `tls` was built from, and the certificate files watched.
+    tls_state: Mutex<TlsState>,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     stats: Arc<ListenerStats>,
@@ -90,12 +107,25 @@ impl Listener {
                 ),
             )
         };
-        let first = bind_reuseport(config.address).map_err(err)?;
-        let local = first.local_addr()?;
-        let mut sockets = vec![first];
-        for _ in 1..workers.max(1) {
-            sockets.push(bind_reuseport(local).map_err(err)?);
+        // Sockets passed by systemd or the old process of a binary upgrade
+        // are served instead of binding (crate::upgrade).
+        let mut sockets = crate::upgrade::take(config.address);
+        if sockets.is_empty() {
+            sockets.push(bind_reuseport(config.address).map_err(err)?);
         }
+        let local = sockets[0].local_addr()?;
+        while sockets.len() < workers.max(1) {
+            // An inherited socket without SO_REUSEPORT is shared instead.
+            let more = bind_reuseport(local).or_else(|e| match sockets[0].try_clone() {
+                Ok(s) if e.kind() == io::ErrorKind::AddrInUse => Ok(s),
+                _ => Err(e),
+            });
+            sockets.push(more.map_err(err)?);
+        }
+        let passable = sockets
+            .iter()
+            .map(std::net::TcpListener::try_clone)
+            .collect::<io::Result<Vec<_>>>()?;
         let auth = match &config.edge.client_auth {
             Some(c) => Some(Arc::new(
                 client_auth::ClientAuth::new(c).map_err(io::Error::other)?,
@@ -107,6 +137,11 @@ impl Listener {
                 Some(tls::server_config_with(keys, auth.as_deref()).map_err(io::Error::other)?)
             }
             None => None,
+        });
+        let tls_state = Mutex::new(TlsState {
+            keys: config.tls.clone().unwrap_or_default(),
+            auth: auth.clone(),
+            files: cert_watch::watch_all(&config.tls_files),
         });
         let client_auth = ArcSwapOption::new(auth);
         let mut h1 = http1::Builder::new();
@@ -131,8 +166,10 @@ impl Listener {
             config: config.clone(),
             local,
             sockets: Mutex::new(sockets),
+            passable: Mutex::new(passable),
             tls,
             client_auth,
+            tls_state,
             h1,
             h2,
             stats,
@@ -153,7 +190,9 @@ impl Listener {
         &self,
         keys: Option<&[Arc<rustls::sign::CertifiedKey>]>,
         client_auth: Option<&crate::config::edge::ClientAuthConfig>,
+        files: &[(std::path::PathBuf, std::path::PathBuf)],
     ) -> io::Result<()> {
+        let mut state = self.tls_state.lock().unwrap_or_else(|e| e.into_inner());
         let auth = match client_auth {
             Some(c) => Some(Arc::new(
                 client_auth::ClientAuth::new(c).map_err(io::Error::other)?,
@@ -167,8 +206,27 @@ impl Listener {
             None => None,
         };
         self.tls.store(config);
+        *state = TlsState {
+            keys: keys.map(<[_]>::to_vec).unwrap_or_default(),
+            auth: auth.clone(),
+            files: cert_watch::watch_all(files),
+        };
         self.client_auth.store(auth);
         Ok(())
+    }
+
+    /// Every listening socket of this listener (one per worker, or as many
+    /// as were inherited), for a binary upgrade.
+    ///
+    /// # Errors
+    /// When a socket cannot be duplicated (out of fds).
+    pub fn sockets_for_upgrade(&self) -> io::Result<Vec<std::net::TcpListener>> {
+        self.passable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(std::net::TcpListener::try_clone)
+            .collect()
     }
 
     /// The bound address (with the real port when 0 was asked).
@@ -185,15 +243,19 @@ impl Listener {
         shutdown: &watch::Receiver<bool>,
         tracker: &TaskTracker,
     ) {
-        let mut sockets = self
+        cert_watch::spawn(self, shutdown.clone());
+        let sockets = self
             .sockets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain(..)
             .collect::<Vec<_>>()
             .into_iter();
-        for handle in workers.handles() {
-            let Some(socket) = sockets.next() else { break };
+        // More sockets than workers (inherited from a process that ran
+        // more): every socket gets an accept loop, round robin.
+        let handles: Vec<_> = workers.handles().collect();
+        for (i, socket) in sockets.enumerate() {
+            let handle = handles[i % handles.len()];
             tracker.spawn_on(
                 Arc::clone(self).run(
                     socket,
@@ -279,6 +341,11 @@ impl Listener {
                 _ = stopped(&mut shutdown) => break,
             }
         }
+        // A stopped listener's sockets close with its accept loops.
+        this.passable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         tracing::info!(listener = %this.config.name, "listener closed");
     }
 
