@@ -193,7 +193,6 @@ fn not_yet_supported_keys_are_rejected() {
     }
     let cases = [
         yaml("", "", "      acme: {}\n", "", "", ""),
-        yaml("", "", "", "", "    discovery: {}\n", ""),
     ];
     for case in cases {
         match weir::config::parse(&case, Path::new("t.yaml")) {
