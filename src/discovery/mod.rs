@@ -33,13 +33,19 @@ use crate::Running;
 /// How long one lookup may take (each attempt; one attempt per round).
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A group's discovery config and its last good set (sorted).
+type Set = (DiscoveryConfig, Vec<SocketAddr>);
+
+/// `(added, removed, first)`: how a lookup changed a group's set.
+type Change = (Vec<SocketAddr>, Vec<SocketAddr>, bool);
+
 /// The discovered addresses of each group, and the running config they are
 /// added to. Lives in the [`StateRegistry`](crate::upstream::StateRegistry);
 /// locked only by the discovery tasks and while a config is being built.
 #[derive(Debug, Default)]
 pub struct Discovered {
     /// Group name → (its discovery config, last good set, sorted).
-    sets: Mutex<HashMap<Arc<str>, (DiscoveryConfig, Vec<SocketAddr>)>>,
+    sets: Mutex<HashMap<Arc<str>, Set>>,
     /// The running config (without discovered servers).
     base: Mutex<Option<Arc<Config>>>,
     /// Stops the tasks of the previous config.
@@ -104,7 +110,7 @@ impl Discovered {
         group: &Arc<str>,
         cfg: &DiscoveryConfig,
         addrs: Vec<SocketAddr>,
-    ) -> Option<(Vec<SocketAddr>, Vec<SocketAddr>, bool)> {
+    ) -> Option<Change> {
         let mut sets = lock(&self.sets);
         let (first, old) = match sets.get(group) {
             Some((c, old)) if c == cfg => (false, old.clone()),
