@@ -215,7 +215,7 @@ async fn dns_records_add_and_remove_servers_and_a_dead_resolver_keeps_the_set() 
     let up2 = upstream(two).await;
 
     let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - group: api\ngroups:\n  api:\n    discovery:\n      dns: api.test:{port}\n      interval: 300ms\n      resolver: 127.0.0.1:{}\n      slow_start: 1s\n    servers: []\n    retries: 0\n    health_check:\n      type: tcp\n      interval: 100ms\n      timeout: 500ms\n      unhealthy_threshold: 2\n      healthy_threshold: 1\n",
+        "access_log:\n  enabled: false\nlisteners:\n  - address: 127.0.0.1:0\nroutes:\n  - group: api\ngroups:\n  api:\n    discovery:\n      dns: api.test:{port}\n      interval: 300ms\n      resolver: 127.0.0.1:{}\n      slow_start: 1s\n    servers: []\n    retries: 0\n    health_check:\n      type: tcp\n      interval: 100ms\n      timeout: 500ms\n      unhealthy_threshold: 2\n      healthy_threshold: 1\n",
         dns.port
     );
     let running = weir::Proxy::new(config(&yaml)).start().await.unwrap();
@@ -277,6 +277,12 @@ async fn dns_records_add_and_remove_servers_and_a_dead_resolver_keeps_the_set() 
         1,
         "one warning while the resolver is down"
     );
+
+    // A reload keeps the discovered set of an unchanged discovery section
+    // (the resolver is still down: nothing to resolve it again from).
+    running.apply(config(&yaml)).await.unwrap();
+    assert_eq!(healthy(&running, &id2), Some(true));
+    assert_eq!(answered(addr, 10).await, both);
 
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
