@@ -58,6 +58,7 @@ fn group(algorithm: Algorithm, n: usize) -> GroupConfig {
         protocol: Default::default(),
         tls: None,
         edge: Default::default(),
+        discovery: None,
     }
 }
 

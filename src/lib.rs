@@ -25,6 +25,7 @@ pub mod balancer;
 pub mod cache;
 pub mod config;
 pub mod content;
+pub mod discovery;
 pub mod error;
 pub mod forward;
 pub mod health;
@@ -95,6 +96,7 @@ impl Proxy {
     pub async fn start(self) -> std::io::Result<Running> {
         let count =
             runtime::workers::resolve_count(self.workers_override.unwrap_or(self.config.workers));
+        discovery::initial(&self.config, &self.registry.discovery).await;
         let snapshot = Arc::new(SharedSnapshot::new(Arc::new(Snapshot::build(
             &self.config,
             &self.registry,
@@ -176,6 +178,7 @@ impl Proxy {
                 .tracker
                 .spawn(admin::serve(listener, running.clone(), shutdown));
         }
+        discovery::restart(&running, Arc::new(self.config));
         Ok(running)
     }
 }
@@ -436,12 +439,7 @@ impl Running {
             listeners.push(b);
         }
         drop(workers);
-        inner.registry.retain(|group, id| {
-            config
-                .groups
-                .iter()
-                .any(|g| &*g.name == group && g.servers.iter().any(|s| &*s.id == id))
-        });
+        discovery::retain(&inner.registry, &config);
         *inner
             .drain_timeout
             .lock()
@@ -457,6 +455,7 @@ impl Running {
             .config_hash
             .store(config.hash, Ordering::Relaxed);
         tracing::info!(file = %config.file.display(), routes = config.routes.len(), groups = config.groups.len(), "config reloaded");
+        discovery::restart(self, Arc::new(config));
         Ok(())
     }
 

@@ -11,6 +11,7 @@ mod admin;
 mod affinity;
 pub mod cache;
 pub mod content;
+pub mod discovery;
 pub mod edge;
 mod health;
 pub mod jwt;
@@ -242,7 +243,7 @@ pub struct RawGroup {
     /// and linkerd's): how fast faster responses pull the estimate down. Used
     /// by `least_response_time`; the EWMA is kept for every group's metrics.
     pub ewma_decay: Option<Spanned<String>>,
-    /// The servers (endpoints).
+    /// The servers (endpoints); may be empty when `discovery` is set.
     pub servers: Spanned<Vec<RawServer>>,
     /// Sticky-cookie affinity: pins a client to one server.
     #[serde(default)]
@@ -274,6 +275,8 @@ pub struct RawGroup {
     pub proxy_protocol: Option<Spanned<String>>,
     /// Where requests wait when every usable server is at its `max_connections`.
     pub queue: Option<edge::RawQueue>,
+    /// Servers from DNS, in addition to `servers` (see `docs/discovery.md`).
+    pub discovery: Option<discovery::RawDiscovery>,
 }
 
 /// The sticky-cookie key: exactly one of `secret_env`, `secret_file`, `secret`.

@@ -241,6 +241,8 @@ pub struct GroupConfig {
     pub tls: Option<Arc<super::upstream_tls::UpstreamTlsConfig>>,
     /// PROXY protocol to the servers and the queue (`config/edge.rs`).
     pub edge: super::edge::GroupEdge,
+    /// Servers from DNS (`discovery`), added to `servers` at run time.
+    pub discovery: Option<super::discovery::DiscoveryConfig>,
 }
 
 /// A validated server (endpoint).
@@ -650,11 +652,15 @@ fn group(
         .as_ref()
         .and_then(|t| super::upstream_tls::tls(t, &key, base, errs));
 
-    if g.servers.value.is_empty() {
+    let discovery = g
+        .discovery
+        .as_ref()
+        .and_then(|d| super::discovery::discovery(d, &key, errs));
+    if g.servers.value.is_empty() && g.discovery.is_none() {
         errs.at(
             Some(&g.servers.referenced),
             format!("{key}.servers"),
-            "at least one server is required",
+            "at least one server is required (or a discovery section)",
         );
     }
     let mut servers = Vec::new();
@@ -760,6 +766,7 @@ fn group(
         protocol,
         tls: tls.map(Arc::new),
         edge,
+        discovery,
     })
 }
 

@@ -33,6 +33,8 @@ pub struct StateRegistry {
     pub limits: crate::limits::LimitsRegistry,
     /// The response cache (kept across reloads) and its counters.
     pub cache: crate::cache::CacheRegistry,
+    /// Servers discovered from DNS, by group (`discovery:`).
+    pub discovery: crate::discovery::Discovered,
 }
 
 fn entry<T: Default>(map: &Mutex<HashMap<Arc<str>, Arc<T>>>, name: &Arc<str>) -> Arc<T> {
@@ -135,6 +137,8 @@ impl ServerGroup {
     /// Builds the group of `config`, taking live state from `registry`
     /// (servers that keep their id keep their state and pooled connections).
     pub fn new(config: &GroupConfig, registry: &StateRegistry) -> Self {
+        let discovered = registry.discovery.extend(config);
+        let config = discovered.as_ref().unwrap_or(config);
         let pool = super::pool::PoolSettings {
             connect_timeout: config.timeouts.connect,
             idle_timeout: config.pool_idle_timeout,
