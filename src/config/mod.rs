@@ -18,6 +18,7 @@ pub mod limits;
 pub mod read;
 mod route_extra;
 pub mod upstream_tls;
+pub mod acme;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -146,9 +147,13 @@ pub struct RawListener {
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     /// Certificates; the first is the default, SNI picks among them by their SAN names.
+    /// May be absent when `acme` is set.
+    #[serde(default = "acme::no_certificates")]
     pub certificates: Spanned<Vec<RawCertificate>>,
     /// Mutual TLS: verify client certificates (absent = none asked).
     pub client_auth: Option<edge::RawClientAuth>,
+    /// Automatic certificates from an ACME server (`config/acme.rs`).
+    pub acme: Option<acme::RawAcme>,
 }
 
 /// One certificate chain and its key, as PEM files.

@@ -54,6 +54,8 @@ pub struct Listener {
     tls: ArcSwapOption<rustls::ServerConfig>,
     /// `tls.client_auth`: verification of client certificates (with `tls`).
     client_auth: ArcSwapOption<client_auth::ClientAuth>,
+    /// `tls.acme`: the issued certificate and challenge answers.
+    acme: Option<Arc<crate::acme::AcmeState>>,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     stats: Arc<ListenerStats>,
@@ -102,12 +104,11 @@ impl Listener {
             )),
             None => None,
         };
-        let tls = ArcSwapOption::new(match &config.tls {
-            Some(keys) => {
-                Some(tls::server_config_with(keys, auth.as_deref()).map_err(io::Error::other)?)
-            }
-            None => None,
-        });
+        let acme = config
+            .acme
+            .as_ref()
+            .map(|a| crate::acme::AcmeState::new(&config.name, a));
+        let tls = ArcSwapOption::new(build_tls(config.tls.as_deref(), auth.as_deref(), &acme)?);
         let client_auth = ArcSwapOption::new(auth);
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
@@ -133,6 +134,7 @@ impl Listener {
             sockets: Mutex::new(sockets),
             tls,
             client_auth,
+            acme,
             h1,
             h2,
             stats,
@@ -160,15 +162,16 @@ impl Listener {
             )),
             None => None,
         };
-        let config = match keys {
-            Some(keys) => {
-                Some(tls::server_config_with(keys, auth.as_deref()).map_err(io::Error::other)?)
-            }
-            None => None,
-        };
+        let config = build_tls(keys, auth.as_deref(), &self.acme)?;
         self.tls.store(config);
         self.client_auth.store(auth);
         Ok(())
+    }
+
+    /// The ACME state of a listener with `tls.acme` (its task is started
+    /// by the caller, on the control runtime).
+    pub fn acme(&self) -> Option<Arc<crate::acme::AcmeState>> {
+        self.acme.clone()
     }
 
     /// The bound address (with the real port when 0 was asked).
@@ -385,6 +388,8 @@ impl Listener {
                     }
                 }
                 let protocol = match tls.get_ref().1.alpn_protocol() {
+                    // TLS-ALPN-01 validation: the handshake was the answer.
+                    Some(crate::acme::challenge::ACME_TLS_ALPN) => return,
                     Some(b"h2") => conn::Protocol::Http2,
                     Some(_) => conn::Protocol::Http1,
                     None => conn::Protocol::Detect,
@@ -399,6 +404,21 @@ impl Listener {
             }
         }
     }
+}
+
+/// The rustls config of a listener: `None` for plain HTTP; an ACME
+/// listener's resolver also serves the certificates it obtains.
+fn build_tls(
+    keys: Option<&[Arc<rustls::sign::CertifiedKey>]>,
+    auth: Option<&client_auth::ClientAuth>,
+    acme: &Option<Arc<crate::acme::AcmeState>>,
+) -> io::Result<Option<Arc<rustls::ServerConfig>>> {
+    let config = match (keys, acme) {
+        (None, _) => return Ok(None),
+        (Some(keys), Some(state)) => crate::acme::server_config(state, keys, auth),
+        (Some(keys), None) => tls::server_config_with(keys, auth),
+    };
+    config.map(Some).map_err(io::Error::other)
 }
 
 /// Decrements the open-connections gauge when the connection task ends.
