@@ -268,6 +268,7 @@ async fn obtain_and_reuse(challenge: &str, tag: &str) {
     // A restart serves the stored certificate at once: the same bytes, and
     // Pebble saw no new order.
     let orders_before = pebble_orders(&p);
+    assert_eq!(orders_before, 1, "one order for the first certificate");
     let weir = start_proxy(&yaml).await;
     let (again, _) = within(10, "the stored certificate", async {
         loop {

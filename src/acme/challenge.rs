@@ -76,10 +76,16 @@ pub fn alpn_certificate(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>
         .push(rcgen::CustomExtension::new_acme_identifier(digest));
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    CertifiedKey::from_der(vec![CertificateDer::from(cert.der().to_vec())], der, &provider)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+    // Not `CertifiedKey::from_der`: its key check parses the certificate
+    // with webpki, which refuses the (critical) acmeIdentifier extension.
+    let signer = rustls::crypto::aws_lc_rs::default_provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        signer,
+    )))
 }
 
 #[cfg(test)]
