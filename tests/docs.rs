@@ -192,7 +192,6 @@ fn not_yet_supported_keys_are_rejected() {
         panic!("the base config does not parse:\n{e}");
     }
     let cases = [
-        yaml("", "", "      acme: {}\n", "", "", ""),
         yaml("", "", "", "", "    discovery: {}\n", ""),
     ];
     for case in cases {
