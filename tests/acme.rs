@@ -187,15 +187,24 @@ async fn tls_get(
         .await
         .map_err(|e| e.to_string())?;
     let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-    tls.write_all(format!("GET / HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    tls.write_all(
+        format!("GET / HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let mut out = String::new();
     let _ = tls.read_to_string(&mut out).await;
     Ok((leaf, out))
 }
 
-fn yaml(p: &Pebble, challenge: &str, http: u16, https: u16, storage: &Path, up: &Upstream) -> String {
+fn yaml(
+    p: &Pebble,
+    challenge: &str,
+    http: u16,
+    https: u16,
+    storage: &Path,
+    up: &Upstream,
+) -> String {
     format!(
         "listeners:
   - name: http
@@ -225,7 +234,10 @@ groups:
 }
 
 /// Polls until weir serves a certificate that chains to `roots` (60 s at most).
-async fn wait_for_certificate(addr: SocketAddr, roots: &rustls::RootCertStore) -> (Vec<u8>, String) {
+async fn wait_for_certificate(
+    addr: SocketAddr,
+    roots: &rustls::RootCertStore,
+) -> (Vec<u8>, String) {
     within(60, "an ACME certificate served", async {
         loop {
             if let Ok(r) = tls_get(addr, roots.clone()).await {
@@ -281,7 +293,11 @@ async fn obtain_and_reuse(challenge: &str, tag: &str) {
     .await;
     assert_eq!(again, leaf, "the restart reuses the stored certificate");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(pebble_orders(&p), orders_before, "no new order after the restart");
+    assert_eq!(
+        pebble_orders(&p),
+        orders_before,
+        "no new order after the restart"
+    );
     assert!(weir.shutdown().await);
     let _ = std::fs::remove_dir_all(&p.dir);
 }
@@ -339,8 +355,47 @@ groups:
     let weir = start_proxy(&yaml).await;
     let addr = weir.local_addr("https").unwrap();
     let roots = roots_of(&std::fs::read(&ca).unwrap());
-    let err = within(10, "handshake", tls_get(addr, roots)).await.unwrap_err();
-    assert!(err.to_lowercase().contains("accessdenied") || err.contains("AccessDenied"), "{err}");
+    let err = within(10, "handshake", tls_get(addr, roots))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_lowercase().contains("accessdenied") || err.contains("AccessDenied"),
+        "{err}"
+    );
     assert!(weir.shutdown().await);
     let _ = std::fs::remove_dir_all(&storage);
+}
+
+/// `tls.acme` validation: no `certificates` needed with `acme`; bad values
+/// name their key; `certificates` still required without `acme`.
+#[test]
+fn acme_config_validation() {
+    let tls = |body: &str| {
+        format!(
+            "listeners:\n  - address: 127.0.0.1:0\n    tls:\n{body}routes:\n  - group: g\ngroups:\n  g:\n    servers:\n      - address: 127.0.0.1:9001\n"
+        )
+    };
+    let load = |y: &str| weir::config::load_str(y, &root().join("test.yaml"));
+    let ok = tls("      acme:\n        directory: https://acme.test/dir\n        domains: [a.test]\n        storage: /tmp/weir-acme-cfg\n");
+    let c = load(&ok).unwrap_or_else(|e| panic!("{e}"));
+    let a = c.listeners[0].acme.as_ref().unwrap();
+    assert_eq!(a.challenge, weir::config::acme::AcmeChallenge::Http01);
+    assert_eq!(a.renew_before, Duration::from_secs(30 * 86400));
+    let err = |y: String| load(&y).unwrap_err().to_string();
+    let e = err(tls("      acme:\n        directory: https://acme.test/dir\n        domains: [a.test]\n        challenge: dns-01\n        storage: /tmp/x\n"));
+    assert!(
+        e.contains("tls.acme.challenge") && e.contains("test.yaml:"),
+        "{e}"
+    );
+    let e = err(tls("      acme:\n        directory: https://acme.test/dir\n        domains: []\n        storage: /tmp/x\n"));
+    assert!(e.contains("tls.acme.domains"), "{e}");
+    let e = err(tls("      acme:\n        directory: ftp://acme.test/dir\n        domains: [a.test]\n        storage: /tmp/x\n"));
+    assert!(e.contains("tls.acme.directory"), "{e}");
+    let e = err(tls("      acme:\n        directory: https://acme.test/dir\n        domains: [a.test]\n        storage: /tmp/x\n        directory_ca: /nonexistent/ca.pem\n"));
+    assert!(e.contains("tls.acme.directory_ca"), "{e}");
+    let e = err(tls("      client_auth: { ca: certs-dev/ca.crt }\n"));
+    assert!(
+        e.contains("tls.certificates") && e.contains("test.yaml:2:"),
+        "{e}"
+    );
 }

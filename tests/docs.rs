@@ -191,9 +191,7 @@ fn not_yet_supported_keys_are_rejected() {
     if let Err(e) = weir::config::parse(&base, Path::new("t.yaml")) {
         panic!("the base config does not parse:\n{e}");
     }
-    let cases = [
-        yaml("", "", "", "", "    discovery: {}\n", ""),
-    ];
+    let cases = [yaml("", "", "", "", "    discovery: {}\n", "")];
     for case in cases {
         match weir::config::parse(&case, Path::new("t.yaml")) {
             Ok(_) => panic!("accepted, but documented as not yet supported:\n{case}"),

@@ -161,7 +161,9 @@ pub fn server_config(
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     if state.config.challenge == AcmeChallenge::TlsAlpn01 {
-        config.alpn_protocols.push(challenge::ACME_TLS_ALPN.to_vec());
+        config
+            .alpn_protocols
+            .push(challenge::ACME_TLS_ALPN.to_vec());
     }
     Ok(Arc::new(config))
 }

@@ -48,7 +48,13 @@ impl Storage {
             .first()
             .map(|d| {
                 d.chars()
-                    .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
                     .collect()
             })
             .unwrap_or_else(|| "certificate".into());

@@ -149,8 +149,8 @@ async fn account(state: &AcmeState, storage: &Storage) -> Result<Account, BoxErr
     let http = || AcmeHttp::new(cfg.directory_ca.as_deref());
     let path = storage.account_path();
     if let Ok(json) = std::fs::read(&path) {
-        let creds: AccountCredentials = serde_json::from_slice(&json)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let creds: AccountCredentials =
+            serde_json::from_slice(&json).map_err(|e| format!("{}: {e}", path.display()))?;
         return Ok(Account::builder_with_http(Box::new(http()?))
             .from_credentials(creds)
             .await?);

@@ -7,6 +7,7 @@
 //! [`Spanned`] so that [`validate`] can name their line and column. Defaults
 //! are documented on each field and applied in [`validate`].
 
+pub mod acme;
 mod admin;
 mod affinity;
 pub mod cache;
@@ -18,7 +19,6 @@ pub mod limits;
 pub mod read;
 mod route_extra;
 pub mod upstream_tls;
-pub mod acme;
 pub mod validate;
 
 use std::collections::BTreeMap;

@@ -479,8 +479,14 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
     };
     let tls = l.tls.as_ref().map(|t| {
         if t.certificates.value.is_empty() && t.acme.is_none() {
+            // Absent `certificates` has no span: point at the listener.
+            let at = if t.certificates.referenced == serde_saphyr::Location::UNKNOWN {
+                &l.address.referenced
+            } else {
+                &t.certificates.referenced
+            };
             errs.at(
-                Some(&t.certificates.referenced),
+                Some(at),
                 format!("{key}.tls.certificates"),
                 "at least one certificate is required",
             );
@@ -520,7 +526,12 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
     let max_connections = cap(&l.max_connections, "max_connections", errs);
     let max_connections_per_ip = cap(&l.max_connections_per_ip, "max_connections_per_ip", errs);
     let edge = super::edge::listener(l, &key, base, errs);
-    let acme = super::acme::acme(l.tls.as_ref().and_then(|t| t.acme.as_ref()), &key, base, errs);
+    let acme = super::acme::acme(
+        l.tls.as_ref().and_then(|t| t.acme.as_ref()),
+        &key,
+        base,
+        errs,
+    );
     let address = address?;
     Some(ListenerConfig {
         name: Arc::from(l.name.clone().unwrap_or_else(|| address.to_string())),
