@@ -399,3 +399,30 @@ fn acme_config_validation() {
         "{e}"
     );
 }
+
+/// Two instances sharing `storage` start together: one orders (the lock),
+/// the other waits and loads its certificate; Pebble sees one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_storage_order_once() {
+    if !have_pebble() {
+        return;
+    }
+    let (http, https) = (free_port(), free_port());
+    let (http_b, https_b) = (free_port(), free_port());
+    let p = pebble("shared", http, https).await;
+    let up = spawn_upstream("app").await;
+    let storage = p.dir.join("storage");
+    let yaml_a = yaml(&p, "http-01", http, https, &storage, &up);
+    let yaml_b = yaml(&p, "http-01", http_b, https_b, &storage, &up);
+    // In one process both share the HTTP-01 answers; Pebble validates on
+    // instance A's plain port whichever instance ordered.
+    let (a, b) = tokio::join!(start_proxy(&yaml_a), start_proxy(&yaml_b));
+    let roots = roots_of(&management_get(&p, "/roots/0").await);
+    let (leaf_a, _) = wait_for_certificate(([127, 0, 0, 1], https).into(), &roots).await;
+    let (leaf_b, _) = wait_for_certificate(([127, 0, 0, 1], https_b).into(), &roots).await;
+    assert_eq!(leaf_a, leaf_b, "both serve the one stored certificate");
+    assert_eq!(pebble_orders(&p), 1, "one order for two instances");
+    assert!(a.shutdown().await);
+    assert!(b.shutdown().await);
+    let _ = std::fs::remove_dir_all(&p.dir);
+}

@@ -40,7 +40,14 @@ pub async fn run(
     let storage = Storage::new(&cfg.storage, &cfg.domains, &cfg.directory);
     let mut backoff = MIN_BACKOFF;
     loop {
-        let wait = match step(&state, &storage).await {
+        // A shutdown or listener removal interrupts an order in flight
+        // (the lock and the published challenge answers are dropped).
+        let result = tokio::select! {
+            r = step(&state, &storage) => r,
+            _ = stop.wait_for(|s| *s) => return,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let wait = match result {
             Ok(next) => {
                 backoff = MIN_BACKOFF;
                 next
