@@ -426,3 +426,51 @@ async fn instances_sharing_storage_order_once() {
     assert!(b.shutdown().await);
     let _ = std::fs::remove_dir_all(&p.dir);
 }
+
+/// A stored certificate within `renew_before` of its expiry is served
+/// while a new one is ordered, then replaced (Pebble's certificates last
+/// years, so `renew_before: 3650d` makes the stored one due at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_due_for_renewal_is_renewed() {
+    if !have_pebble() {
+        return;
+    }
+    let (http, https) = (free_port(), free_port());
+    let p = pebble("renew", http, https).await;
+    let up = spawn_upstream("app").await;
+    let storage = p.dir.join("storage");
+    let yaml1 = yaml(&p, "http-01", http, https, &storage, &up);
+    let addr: SocketAddr = ([127, 0, 0, 1], https).into();
+    let roots = roots_of(&management_get(&p, "/roots/0").await);
+    let weir = start_proxy(&yaml1).await;
+    let (first, _) = wait_for_certificate(addr, &roots).await;
+    assert!(weir.shutdown().await);
+    assert_eq!(pebble_orders(&p), 1);
+    let yaml2 = yaml1.replace("renew_before: 1h", "renew_before: 3650d");
+    let weir = start_proxy(&yaml2).await;
+    let renewed = within(60, "the renewed certificate", async {
+        loop {
+            if let Ok((leaf, _)) = tls_get(addr, roots.clone()).await {
+                if leaf != first {
+                    return leaf;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_ne!(renewed, first);
+    assert_eq!(pebble_orders(&p), 2, "one renewal order");
+    let stored = std::fs::read(storage.join(format!("{DOMAIN}.crt"))).unwrap();
+    let stored_leaf = CertificateDer::pem_slice_iter(&stored)
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored_leaf.as_ref(),
+        renewed.as_slice(),
+        "the renewal is stored"
+    );
+    assert!(weir.shutdown().await);
+    let _ = std::fs::remove_dir_all(&p.dir);
+}

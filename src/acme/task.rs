@@ -59,7 +59,7 @@ pub async fn run(
                     "ACME: could not obtain a certificate"
                 );
                 let w = backoff;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = next_backoff(backoff);
                 w
             }
         };
@@ -69,6 +69,11 @@ pub async fn run(
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }
+}
+
+/// The wait after the next failure: doubled, at most [`MAX_BACKOFF`].
+fn next_backoff(d: Duration) -> Duration {
+    (d * 2).min(MAX_BACKOFF)
 }
 
 /// When `stored` must be renewed (`renew_before` its expiry).
@@ -257,4 +262,21 @@ async fn order(state: &AcmeState, storage: &Storage) -> Result<(String, String),
     order.finalize_csr(csr.der()).await?;
     let chain = order.poll_certificate(&retry).await?;
     Ok((chain, key.serialize_pem()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_a_minute_to_an_hour() {
+        let mut d = MIN_BACKOFF;
+        let mut seen = vec![d];
+        for _ in 0..8 {
+            d = next_backoff(d);
+            seen.push(d);
+        }
+        let mins: Vec<u64> = seen.iter().map(|d| d.as_secs() / 60).collect();
+        assert_eq!(mins, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
 }
