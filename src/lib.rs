@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acme;
 pub mod admin;
 pub mod affinity;
 pub mod balancer;
@@ -266,6 +267,13 @@ impl Inner {
     fn spawn_listener(&self, b: &Bound, workers: &Workers) {
         b.listener
             .start(workers, &self.snapshot, &b.stop.subscribe(), &self.tracker);
+        if let Some(state) = b.listener.acme() {
+            self.tracker.spawn(acme::run(
+                state,
+                b.stop.subscribe(),
+                self.shutdown.subscribe(),
+            ));
+        }
     }
 }
 

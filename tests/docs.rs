@@ -177,25 +177,3 @@ fn the_skeleton_parses() {
         panic!("the skeleton of docs/configuration.md does not parse:\n{e}");
     }
 }
-
-#[test]
-fn not_yet_supported_keys_are_rejected() {
-    // docs/configuration.md lists these under "Not yet supported"; when one
-    // becomes a key, move it into the reference.
-    let yaml = |top: &str, listener: &str, tls: &str, route: &str, group: &str, server: &str| {
-        format!(
-            "{top}listeners:\n  - address: 127.0.0.1:0\n{listener}    tls:\n      certificates:\n        - {{ cert: a.crt, key: a.key }}\n{tls}routes:\n  - group: g\n{route}groups:\n  g:\n{group}    servers:\n      - address: 127.0.0.1:9001\n{server}"
-        )
-    };
-    let base = yaml("", "", "", "", "", "");
-    if let Err(e) = weir::config::parse(&base, Path::new("t.yaml")) {
-        panic!("the base config does not parse:\n{e}");
-    }
-    let cases = [yaml("", "", "      acme: {}\n", "", "", "")];
-    for case in cases {
-        match weir::config::parse(&case, Path::new("t.yaml")) {
-            Ok(_) => panic!("accepted, but documented as not yet supported:\n{case}"),
-            Err(e) => assert!(e.to_string().contains("unknown field"), "{e}\n{case}"),
-        }
-    }
-}

@@ -7,6 +7,7 @@
 //! [`Spanned`] so that [`validate`] can name their line and column. Defaults
 //! are documented on each field and applied in [`validate`].
 
+pub mod acme;
 mod admin;
 mod affinity;
 pub mod cache;
@@ -147,9 +148,13 @@ pub struct RawListener {
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     /// Certificates; the first is the default, SNI picks among them by their SAN names.
+    /// May be absent when `acme` is set.
+    #[serde(default = "acme::no_certificates")]
     pub certificates: Spanned<Vec<RawCertificate>>,
     /// Mutual TLS: verify client certificates (absent = none asked).
     pub client_auth: Option<edge::RawClientAuth>,
+    /// Automatic certificates from an ACME server (`config/acme.rs`).
+    pub acme: Option<acme::RawAcme>,
 }
 
 /// One certificate chain and its key, as PEM files.

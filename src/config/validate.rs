@@ -148,6 +148,8 @@ pub struct ListenerConfig {
     pub max_headers: usize,
     /// PROXY protocol and client certificates (`config/edge.rs`).
     pub edge: super::edge::ListenerEdge,
+    /// `tls.acme`: certificates obtained by ACME (`config/acme.rs`).
+    pub acme: Option<Arc<super::acme::AcmeConfig>>,
 }
 
 /// A validated route (see [`Route`]).
@@ -482,9 +484,15 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
     };
     let mut tls_files = Vec::new();
     let tls = l.tls.as_ref().map(|t| {
-        if t.certificates.value.is_empty() {
+        if t.certificates.value.is_empty() && t.acme.is_none() {
+            // Absent `certificates` has no span: point at the listener.
+            let at = if t.certificates.referenced == serde_saphyr::Location::UNKNOWN {
+                &l.address.referenced
+            } else {
+                &t.certificates.referenced
+            };
             errs.at(
-                Some(&t.certificates.referenced),
+                Some(at),
                 format!("{key}.tls.certificates"),
                 "at least one certificate is required",
             );
@@ -527,6 +535,12 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
     let max_connections = cap(&l.max_connections, "max_connections", errs);
     let max_connections_per_ip = cap(&l.max_connections_per_ip, "max_connections_per_ip", errs);
     let edge = super::edge::listener(l, &key, base, errs);
+    let acme = super::acme::acme(
+        l.tls.as_ref().and_then(|t| t.acme.as_ref()),
+        &key,
+        base,
+        errs,
+    );
     let address = address?;
     Some(ListenerConfig {
         name: Arc::from(l.name.clone().unwrap_or_else(|| address.to_string())),
@@ -543,6 +557,7 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
         client_body_timeout,
         max_headers,
         edge,
+        acme,
     })
 }
 

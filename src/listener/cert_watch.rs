@@ -108,8 +108,9 @@ pub(super) fn check(listener: &Listener) {
         }
     }
     if replaced {
-        match tls::server_config_with(&state.keys, state.auth.as_deref()) {
-            Ok(config) => listener.tls.store(Some(config)),
+        // build_tls keeps the ACME resolver of a listener with tls.acme.
+        match super::build_tls(Some(&state.keys), state.auth.as_deref(), &listener.acme) {
+            Ok(config) => listener.tls.store(config),
             Err(e) => {
                 tracing::error!(listener = %listener.config.name, error = %e, "cannot build the TLS config with the changed certificate: the old one stays");
             }

@@ -71,6 +71,8 @@ pub struct Listener {
     client_auth: ArcSwapOption<client_auth::ClientAuth>,
     /// What `tls` was built from, and the certificate files watched.
     tls_state: Mutex<TlsState>,
+    /// `tls.acme`: the issued certificate and challenge answers.
+    acme: Option<Arc<crate::acme::AcmeState>>,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     stats: Arc<ListenerStats>,
@@ -132,12 +134,11 @@ impl Listener {
             )),
             None => None,
         };
-        let tls = ArcSwapOption::new(match &config.tls {
-            Some(keys) => {
-                Some(tls::server_config_with(keys, auth.as_deref()).map_err(io::Error::other)?)
-            }
-            None => None,
-        });
+        let acme = config
+            .acme
+            .as_ref()
+            .map(|a| crate::acme::AcmeState::new(&config.name, a));
+        let tls = ArcSwapOption::new(build_tls(config.tls.as_deref(), auth.as_deref(), &acme)?);
         let tls_state = Mutex::new(TlsState {
             keys: config.tls.clone().unwrap_or_default(),
             auth: auth.clone(),
@@ -170,6 +171,7 @@ impl Listener {
             tls,
             client_auth,
             tls_state,
+            acme,
             h1,
             h2,
             stats,
@@ -199,12 +201,7 @@ impl Listener {
             )),
             None => None,
         };
-        let config = match keys {
-            Some(keys) => {
-                Some(tls::server_config_with(keys, auth.as_deref()).map_err(io::Error::other)?)
-            }
-            None => None,
-        };
+        let config = build_tls(keys, auth.as_deref(), &self.acme)?;
         self.tls.store(config);
         *state = TlsState {
             keys: keys.map(<[_]>::to_vec).unwrap_or_default(),
@@ -227,6 +224,12 @@ impl Listener {
             .iter()
             .map(std::net::TcpListener::try_clone)
             .collect()
+    }
+
+    /// The ACME state of a listener with `tls.acme` (its task is started
+    /// by the caller, on the control runtime).
+    pub fn acme(&self) -> Option<Arc<crate::acme::AcmeState>> {
+        self.acme.clone()
     }
 
     /// The bound address (with the real port when 0 was asked).
@@ -452,6 +455,8 @@ impl Listener {
                     }
                 }
                 let protocol = match tls.get_ref().1.alpn_protocol() {
+                    // TLS-ALPN-01 validation: the handshake was the answer.
+                    Some(crate::acme::challenge::ACME_TLS_ALPN) => return,
                     Some(b"h2") => conn::Protocol::Http2,
                     Some(_) => conn::Protocol::Http1,
                     None => conn::Protocol::Detect,
@@ -466,6 +471,21 @@ impl Listener {
             }
         }
     }
+}
+
+/// The rustls config of a listener: `None` for plain HTTP; an ACME
+/// listener's resolver also serves the certificates it obtains.
+pub(super) fn build_tls(
+    keys: Option<&[Arc<rustls::sign::CertifiedKey>]>,
+    auth: Option<&client_auth::ClientAuth>,
+    acme: &Option<Arc<crate::acme::AcmeState>>,
+) -> io::Result<Option<Arc<rustls::ServerConfig>>> {
+    let config = match (keys, acme) {
+        (None, _) => return Ok(None),
+        (Some(keys), Some(state)) => crate::acme::server_config(state, keys, auth),
+        (Some(keys), None) => tls::server_config_with(keys, auth),
+    };
+    config.map(Some).map_err(io::Error::other)
 }
 
 /// Decrements the open-connections gauge when the connection task ends.

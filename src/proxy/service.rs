@@ -87,7 +87,14 @@ pub async fn handle(
     let request_guard = conn.activity.request_started(req.version());
     conn.stats.requests.inc();
     let grpc = super::grpc::is_grpc(req.headers());
-    let mut response = proxy(&snapshot, &conn, req).await;
+    // ACME HTTP-01 answers (RFC 8555 §8.3) come before routing, on plain listeners.
+    let acme = (conn.client.proto == "http")
+        .then(|| crate::acme::http01_response(&req))
+        .flatten();
+    let mut response = match acme {
+        Some(r) => r,
+        None => proxy(&snapshot, &conn, req).await,
+    };
     if grpc {
         super::grpc::shape_local_error(&mut response);
     }
