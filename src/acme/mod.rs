@@ -151,15 +151,7 @@ pub fn server_config(
         state: Arc::clone(state),
         fallback: SniResolver::new(keys),
     };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_client_cert_verifier(match client_auth {
-            Some(c) => c.handshake_verifier(),
-            None => Arc::new(rustls::server::NoClientAuth),
-        })
-        .with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut config = crate::listener::tls::with_resolver(Arc::new(resolver), client_auth)?;
     if state.config.challenge == AcmeChallenge::TlsAlpn01 {
         config
             .alpn_protocols

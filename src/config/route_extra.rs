@@ -21,24 +21,21 @@ pub(super) struct RouteExtra {
     pub forward_claims: Vec<(Box<str>, HeaderName)>,
 }
 
-/// Headers weir sets itself or that carry the request's framing; a claim
-/// must not overwrite them.
-const RESERVED_HEADERS: &[&str] = &[
+/// Headers weir sets itself; a claim must not overwrite them, nor the
+/// framing and hop-by-hop headers of `content::header_rules::RESERVED`.
+const WEIR_SET_HEADERS: &[&str] = &[
     "host",
-    "connection",
-    "content-length",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "keep-alive",
-    "proxy-connection",
     "via",
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
 ];
+
+/// True for a header a forwarded claim may not name.
+fn reserved(name: &str) -> bool {
+    WEIR_SET_HEADERS.contains(&name) || crate::content::header_rules::RESERVED.contains(&name)
+}
 
 pub(super) fn build(r: &RawRoute, key: &str, has_jwt: bool, errs: &mut Errors) -> RouteExtra {
     let m = &r.matchers;
@@ -101,7 +98,7 @@ pub(super) fn build(r: &RawRoute, key: &str, has_jwt: bool, errs: &mut Errors) -
                 );
                 continue;
             };
-            if RESERVED_HEADERS.contains(&name.as_str()) {
+            if reserved(name.as_str()) {
                 errs.at(
                     Some(&fc.referenced),
                     hkey,

@@ -130,6 +130,19 @@ pub fn server_config_with(
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let resolver = SniResolver::new(keys)
         .ok_or_else(|| rustls::Error::General("no certificate configured".into()))?;
+    with_resolver(Arc::new(resolver), client_auth).map(Arc::new)
+}
+
+/// The rustls server config of a listener whose certificates come from
+/// `resolver` (the SNI resolver, or ACME's wrapping it): TLS 1.3 and 1.2,
+/// client certificates per `client_auth`, ALPN `h2` then `http/1.1`.
+///
+/// # Errors
+/// When the protocol versions are not supported by the provider.
+pub fn with_resolver(
+    resolver: Arc<dyn ResolvesServerCert>,
+    client_auth: Option<&super::client_auth::ClientAuth>,
+) -> Result<ServerConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -137,7 +150,7 @@ pub fn server_config_with(
             Some(c) => c.handshake_verifier(),
             None => Arc::new(rustls::server::NoClientAuth),
         })
-        .with_cert_resolver(Arc::new(resolver));
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(config)
 }
