@@ -3,29 +3,11 @@
 
 use crate::support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
-
-/// A fresh directory under the target dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("weir-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -50,7 +32,7 @@ async fn wait_lines(path: &Path, n: usize) -> Vec<String> {
 #[tokio::test]
 async fn json_access_log_file_gets_one_line_per_request() {
     let dir = TempDir::new("access-json");
-    let log = dir.0.join("access.log");
+    let log = dir.path().join("access.log");
     let up = spawn_upstream("a").await;
     let proxy = start_proxy(&format!(
         "workers: 2\naccess_log:\n  format: json\n  path: {}\nlisteners:\n  - name: web\n    address: 127.0.0.1:0\n\
@@ -90,7 +72,7 @@ async fn json_access_log_file_gets_one_line_per_request() {
 #[tokio::test]
 async fn access_log_can_be_turned_off() {
     let dir = TempDir::new("access-off");
-    let log = dir.0.join("access.log");
+    let log = dir.path().join("access.log");
     let up = spawn_upstream("a").await;
     let proxy = start_proxy(&format!(
         "access_log:\n  enabled: false\n  path: {}\nlisteners:\n  - name: web\n    address: 127.0.0.1:0\n\
@@ -132,14 +114,14 @@ fn signal(child: &Child, sig: &str) {
 #[tokio::test]
 async fn sigusr1_reopens_the_access_log_file() {
     let dir = TempDir::new("access-usr1");
-    let log = dir.0.join("access.log");
+    let log = dir.path().join("access.log");
     let up = spawn_upstream("a").await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let file = dir.0.join("weir.yaml");
+    let file = dir.path().join("weir.yaml");
     std::fs::write(
         &file,
         format!(
@@ -169,7 +151,7 @@ async fn sigusr1_reopens_the_access_log_file() {
         assert_eq!(get(addr, "/before").await.status, 200);
     }
     assert_eq!(wait_lines(&log, 3).await.len(), 3);
-    let rotated = dir.0.join("access.log.1");
+    let rotated = dir.path().join("access.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     signal(&weir.0, "-USR1");
     // The writer reopens before the next batch it writes.

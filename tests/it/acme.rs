@@ -136,29 +136,13 @@ async fn pebble(tag: &str, http_port: u16, tls_port: u16) -> Pebble {
     }
 }
 
-fn roots_of(pem: &[u8]) -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    roots
-}
-
 fn client_config(roots: rustls::RootCertStore, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(c)
+    Arc::new(support::tls::client_config(roots, alpn))
 }
 
 /// GET `path` from Pebble's management interface (HTTPS, our throwaway CA).
 async fn management_get(p: &Pebble, path: &str) -> Vec<u8> {
-    let roots = roots_of(&std::fs::read(&p.https_ca).unwrap());
+    let roots = support::tls::roots_of(&std::fs::read(&p.https_ca).unwrap());
     let tcp = TcpStream::connect(p.management).await.unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(client_config(roots, &[]))
         .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
@@ -259,7 +243,7 @@ async fn obtain_and_reuse(challenge: &str, tag: &str) {
     let addr: SocketAddr = ([127, 0, 0, 1], https).into();
     // Pebble's issuing root, fetched from its management interface.
     let root = management_get(&p, "/roots/0").await;
-    let roots = roots_of(&root);
+    let roots = support::tls::roots_of(&root);
     let (leaf, answer) = wait_for_certificate(addr, &roots).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("app"), "{answer}");
@@ -354,7 +338,7 @@ groups:
     );
     let weir = start_proxy(&yaml).await;
     let addr = weir.local_addr("https").unwrap();
-    let roots = roots_of(&std::fs::read(&ca).unwrap());
+    let roots = support::tls::roots_of(&std::fs::read(&ca).unwrap());
     let err = within(10, "handshake", tls_get(addr, roots))
         .await
         .unwrap_err();
@@ -417,7 +401,7 @@ async fn instances_sharing_storage_order_once() {
     // In one process both share the HTTP-01 answers; Pebble validates on
     // instance A's plain port whichever instance ordered.
     let (a, b) = tokio::join!(start_proxy(&yaml_a), start_proxy(&yaml_b));
-    let roots = roots_of(&management_get(&p, "/roots/0").await);
+    let roots = support::tls::roots_of(&management_get(&p, "/roots/0").await);
     let (leaf_a, _) = wait_for_certificate(([127, 0, 0, 1], https).into(), &roots).await;
     let (leaf_b, _) = wait_for_certificate(([127, 0, 0, 1], https_b).into(), &roots).await;
     assert_eq!(leaf_a, leaf_b, "both serve the one stored certificate");
@@ -441,7 +425,7 @@ async fn a_certificate_due_for_renewal_is_renewed() {
     let storage = p.dir.join("storage");
     let yaml1 = yaml(&p, "http-01", http, https, &storage, &up);
     let addr: SocketAddr = ([127, 0, 0, 1], https).into();
-    let roots = roots_of(&management_get(&p, "/roots/0").await);
+    let roots = support::tls::roots_of(&management_get(&p, "/roots/0").await);
     let weir = start_proxy(&yaml1).await;
     let (first, _) = wait_for_certificate(addr, &roots).await;
     assert!(weir.shutdown().await);

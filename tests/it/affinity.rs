@@ -24,14 +24,16 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// A config with one plain listener and one sticky group `g` over `servers`.
 fn yaml(affinity: &str, servers: &[(&Upstream, u32)], sticky_extra: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\n{affinity}\
-         routes:\n  - match:\n      path_prefix: /plain\n    group: plain\n  - group: g\n\
-         groups:\n  plain:\n    servers:\n{plain}\
-         \n  g:\n    sticky:\n      cookie: {NAME}\n{sticky_extra}    servers:\n{servers}",
-        plain = servers_yaml(&servers[..1]),
-        servers = servers_yaml(servers),
-    )
+    ConfigYaml::new()
+        .top(affinity)
+        .routes("  - match:\n      path_prefix: /plain\n    group: plain\n  - group: g\n")
+        .group("plain", "", &servers_yaml(&servers[..1]))
+        .group(
+            "g",
+            &format!("    sticky:\n      cookie: {NAME}\n{sticky_extra}"),
+            &servers_yaml(servers),
+        )
+        .build()
 }
 
 fn literal(secret: &str) -> String {
@@ -475,20 +477,8 @@ async fn secure_attribute_over_tls_only() {
 
 /// GET / over TLS (trusting certs-dev/ca.crt, SNI localhost) with HTTP/1.1.
 async fn tls_get(addr: SocketAddr) -> http::Response<hyper::body::Incoming> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, ServerName};
-
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path("certs-dev/ca.crt")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
+    let config = support::tls::client_config(support::tls::dev_roots(), &[]);
+    let tls = support::tls::connect(addr, config, "localhost").await;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
             .await

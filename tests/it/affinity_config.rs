@@ -3,7 +3,7 @@
 
 use crate::support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use support::*;
 
@@ -20,10 +20,8 @@ fn errors(yaml: &str, file: &Path) -> String {
     }
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-affinity-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(&format!("affinity-{tag}"))
 }
 
 #[test]

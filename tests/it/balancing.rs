@@ -27,9 +27,7 @@ const REQUESTS: usize = 8000;
 const WORKERS: usize = 8;
 
 fn yaml(group_extra: &str, servers: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nroutes:\n  - group: g\ngroups:\n  g:\n{group_extra}    servers:\n{servers}"
-    )
+    ConfigYaml::new().group("g", group_extra, servers).build()
 }
 
 /// GET `path` from client address `src` (any 127.0.0.0/8 address: Linux

@@ -1,6 +1,7 @@
 //! The `weir` binary's command line: `--check` prints every config error as
 //! `FILE:LINE:COL: key: message` and exits 1 (0 when valid); `--version`.
 
+use crate::support::TempFile;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -61,12 +62,8 @@ fn run_env(args: &[&str], env: &[(&str, &str)]) -> Out {
 }
 
 /// Writes `text` to a fresh file in the temp dir and returns its path.
-fn write_config(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
+fn write_config(name: &str, text: &str) -> TempFile {
+    TempFile::new("cli", name, text)
 }
 
 /// `weir --check --config FILE`; asserts exit 1 and returns the error lines.

@@ -7,18 +7,14 @@
 use crate::support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -51,56 +47,42 @@ fn client_cert(
 }
 
 /// Writes `issuer`'s certificate to a fresh temporary PEM file.
-fn ca_file(issuer: &CertifiedIssuer<'static, KeyPair>) -> PathBuf {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("weir-client-ca-{}-{n}.pem", std::process::id()));
-    std::fs::write(&path, issuer.pem()).unwrap();
-    path
+fn ca_file(issuer: &CertifiedIssuer<'static, KeyPair>) -> TempFile {
+    TempFile::new("client-ca", "ca.pem", issuer.pem())
 }
 
 fn yaml(up: &Upstream, ca: &std::path::Path, required: bool) -> String {
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\n    tls:\n      certificates:\n\
-         \x20       - cert: certs-dev/localhost.crt\n          key: certs-dev/localhost.key\n\
-         \x20     client_auth:\n        ca: {}\n        required: {required}\n\
-         \x20 - name: plain\n    address: 127.0.0.1:0\n\
-         routes:\n  - group: g\ngroups:\n  g:\n    servers:\n{}",
-        ca.display(),
-        servers_yaml(&[(up, 1)])
-    )
+    ConfigYaml::new()
+        .listener_name(None)
+        .listener_extra(&format!(
+            "    tls:\n      certificates:\n\
+             \x20       - cert: certs-dev/localhost.crt\n          key: certs-dev/localhost.key\n\
+             \x20     client_auth:\n        ca: {}\n        required: {required}\n",
+            ca.display()
+        ))
+        .listener("plain", "")
+        .group("g", "", &servers_yaml(&[(up, 1)]))
+        .build()
 }
 
 fn client_config(
     cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(path("certs-dev/ca.crt")).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    match cert {
-        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
-        None => builder.with_no_client_auth(),
-    }
+    support::tls::client_config_with(
+        support::tls::dev_roots(),
+        support::tls::ClientOptions {
+            cert,
+            ..Default::default()
+        },
+    )
 }
 
 /// One GET over TLS with a forged `x-client-cert`; the raw answer, or
 /// `None` when the handshake or the exchange failed.
 async fn tls_get(addr: SocketAddr, config: rustls::ClientConfig) -> Option<String> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let mut tls = within(
-        10,
-        "handshake",
-        connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
-    )
-    .await
-    .ok()?;
+    let mut tls = support::tls::try_connect(addr, config, "localhost")
+        .await
+        .ok()?;
     tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nx-client-cert: Hash=forged;Subject=\"CN=admin\"\r\nConnection: close\r\n\r\n")
         .await
         .ok()?;

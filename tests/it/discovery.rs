@@ -12,7 +12,7 @@ use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -138,22 +138,6 @@ async fn answered(addr: SocketAddr, n: usize) -> HashSet<String> {
     seen
 }
 
-/// Polls `cond` every 100 ms until it holds, at most `secs` seconds.
-async fn wait_until<F, Fut>(secs: u64, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {secs}s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Captured log lines of this test's discovery (its DNS name is `api.test`).
 fn count_logs(needle: &str) -> usize {
     support::logs()
@@ -209,7 +193,7 @@ async fn dns_records_add_and_remove_servers_and_a_dead_resolver_keeps_the_set() 
     // A removed record: the server leaves within a few intervals.
     write_hosts(&hosts, &["127.0.0.1"]);
     dns.hup();
-    wait_until(5, "127.0.0.2 removed", || async {
+    support::wait_until(5, "127.0.0.2 removed", || async {
         healthy(&running, &id2).is_none()
     })
     .await;
@@ -219,11 +203,11 @@ async fn dns_records_add_and_remove_servers_and_a_dead_resolver_keeps_the_set() 
     // An added record: the server joins (ramping over slow_start) and gets traffic.
     write_hosts(&hosts, &["127.0.0.1", "127.0.0.2"]);
     dns.hup();
-    wait_until(5, "127.0.0.2 added", || async {
+    support::wait_until(5, "127.0.0.2 added", || async {
         healthy(&running, &id2).is_some()
     })
     .await;
-    wait_until(10, "127.0.0.2 gets traffic", || async {
+    support::wait_until(10, "127.0.0.2 gets traffic", || async {
         answered(addr, 10).await.contains("127.0.0.2")
     })
     .await;
@@ -231,13 +215,13 @@ async fn dns_records_add_and_remove_servers_and_a_dead_resolver_keeps_the_set() 
 
     // Active health checks cover the discovered server: stop it, it goes down.
     up2.abort();
-    wait_until(5, "127.0.0.2 marked down by the probe", || async {
+    support::wait_until(5, "127.0.0.2 marked down by the probe", || async {
         healthy(&running, &id2) == Some(false)
     })
     .await;
     assert_eq!(answered(addr, 10).await, only_one);
     let _up2 = upstream(two).await;
-    wait_until(5, "127.0.0.2 up again", || async {
+    support::wait_until(5, "127.0.0.2 up again", || async {
         healthy(&running, &id2) == Some(true)
     })
     .await;
@@ -247,7 +231,7 @@ async fn dns_records_add_and_remove_servers_and_a_dead_resolver_keeps_the_set() 
     tokio::time::sleep(Duration::from_millis(300 * 4 + 2 * 2000)).await;
     assert_eq!(healthy(&running, &id2), Some(true));
     assert!(healthy(&running, &one.to_string()).is_some());
-    wait_until(10, "127.0.0.2 still gets traffic", || async {
+    support::wait_until(10, "127.0.0.2 still gets traffic", || async {
         answered(addr, 10).await == both
     })
     .await;

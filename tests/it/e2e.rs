@@ -9,7 +9,6 @@ use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -169,12 +168,8 @@ fn assert_hey_ok(report: &str, n: usize) {
     );
 }
 
-fn config_file(yaml: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-e2e-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("weir.yaml");
-    std::fs::write(&p, yaml).unwrap();
-    p
+fn config_file(yaml: &str) -> TempFile {
+    TempFile::new("e2e", "weir.yaml", yaml)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,14 +24,10 @@ async fn refusing_addr() -> SocketAddr {
 }
 
 fn proxy_yaml(listener_extra: &str, group_extra: &str, servers: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\n{listener_extra}\
-         routes:\n  - group: g\ngroups:\n  g:\n{group_extra}    servers:\n{servers}"
-    )
-}
-
-fn server_line(addr: SocketAddr, id: &str) -> String {
-    format!("      - address: {addr}\n        id: {id}\n")
+    ConfigYaml::new()
+        .listener_extra(listener_extra)
+        .group("g", group_extra, servers)
+        .build()
 }
 
 /// Asserts a short plain-text error body naming the status.
@@ -56,7 +52,7 @@ async fn only_server_refusing_gives_502_with_retries_0() {
     let proxy = start_proxy(&proxy_yaml(
         "",
         "    retries: 0\n",
-        &server_line(dead, "dead"),
+        &server_id(dead, "dead"),
     ))
     .await;
     let addr = proxy.local_addr("http").unwrap();
@@ -73,7 +69,7 @@ async fn only_server_refusing_gives_502_with_default_retries() {
     // try: the client should still get 502 (issue 2: "connect refused → try
     // the next server within retries, then 502"; nginx answers 502 too).
     let dead = refusing_addr().await;
-    let proxy = start_proxy(&proxy_yaml("", "", &server_line(dead, "dead"))).await;
+    let proxy = start_proxy(&proxy_yaml("", "", &server_id(dead, "dead"))).await;
     let addr = proxy.local_addr("http").unwrap();
     let r = get(addr, "/x").await;
     assert_plain_error(&r, 502);
@@ -83,7 +79,7 @@ async fn only_server_refusing_gives_502_with_default_retries() {
 #[tokio::test]
 async fn all_servers_refusing_gives_502() {
     let (d1, d2) = (refusing_addr().await, refusing_addr().await);
-    let servers = server_line(d1, "d1") + &server_line(d2, "d2");
+    let servers = server_id(d1, "d1") + &server_id(d2, "d2");
     let proxy = start_proxy(&proxy_yaml("", "    retries: 1\n", &servers)).await;
     let addr = proxy.local_addr("http").unwrap();
     let r = get(addr, "/x").await;
@@ -95,7 +91,7 @@ async fn all_servers_refusing_gives_502() {
 async fn refused_connect_is_retried_on_the_other_server() {
     let dead = refusing_addr().await;
     let live = spawn_upstream("live").await;
-    let servers = server_line(dead, "dead") + &servers_yaml(&[(&live, 1)]);
+    let servers = server_id(dead, "dead") + &servers_yaml(&[(&live, 1)]);
     let proxy = start_proxy(&proxy_yaml("", "    retries: 1\n", &servers)).await;
     let addr = proxy.local_addr("http").unwrap();
     let client = client();
@@ -119,7 +115,7 @@ async fn refused_connect_is_retried_on_the_other_server() {
 async fn without_retries_a_refusing_server_fails_its_share() {
     let dead = refusing_addr().await;
     let live = spawn_upstream("live").await;
-    let servers = server_line(dead, "dead") + &servers_yaml(&[(&live, 1)]);
+    let servers = server_id(dead, "dead") + &servers_yaml(&[(&live, 1)]);
     let proxy = start_proxy(&proxy_yaml("", "    retries: 0\n", &servers)).await;
     let addr = proxy.local_addr("http").unwrap();
     let mut statuses = Vec::new();
@@ -155,12 +151,7 @@ async fn upstream_closing_without_answer_gives_502() {
             drop(s);
         }
     });
-    let proxy = start_proxy(&proxy_yaml(
-        "",
-        "    retries: 1\n",
-        &server_line(up, "rude"),
-    ))
-    .await;
+    let proxy = start_proxy(&proxy_yaml("", "    retries: 1\n", &server_id(up, "rude"))).await;
     let addr = proxy.local_addr("http").unwrap();
     let r = get(addr, "/x").await;
     assert_plain_error(&r, 502);

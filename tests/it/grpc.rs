@@ -288,23 +288,8 @@ async fn h2c_client(addr: SocketAddr) -> Client {
 /// A client over TLS to weir's listener (certs-dev/localhost.crt, trusted
 /// through certs-dev/ca.crt), ALPN h2.
 async fn tls_client(addr: SocketAddr) -> Client {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_file(path("certs-dev/ca.crt")).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let config = support::tls::client_config(support::tls::dev_roots(), &[b"h2"]);
+    let tls = support::tls::connect(addr, config, "localhost").await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     client_over(tls, &format!("https://localhost:{}", addr.port())).await
 }

@@ -11,10 +11,11 @@ use support::*;
 const TOKEN: &str = "s3cret-admin-token-0123456789";
 
 fn yaml(upstream: &Upstream, admin_extra: &str) -> String {
-    format!(
-        "listeners:\n  - name: web\n    address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\n{admin_extra}routes:\n  - group: g\ngroups:\n  g:\n    servers:\n{}",
-        servers_yaml(&[(upstream, 1)])
-    )
+    ConfigYaml::new()
+        .listener_name(Some("web"))
+        .admin(admin_extra)
+        .group("g", "", &servers_yaml(&[(upstream, 1)]))
+        .build()
 }
 
 async fn admin(proxy: &weir::Running, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -135,8 +136,7 @@ async fn the_admin_token_guards_mutating_endpoints() {
 
 #[test]
 fn token_from_env_and_file() {
-    let dir = std::env::temp_dir().join(format!("weir-admin-token-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("admin-token");
     let file = dir.join("token");
     std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
     let base = "listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - group: g\ngroups:\n  g:\n    servers:\n      - address: 127.0.0.1:1\nadmin:\n  address: 127.0.0.1:0\n";

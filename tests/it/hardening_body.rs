@@ -32,10 +32,17 @@ async fn collecting_upstream() -> Upstream {
 }
 
 fn yaml(upstream: &Upstream, listener_extra: &str, group_extra: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\n{listener_extra}admin:\n  address: 127.0.0.1:0\nroutes:\n  - group: app\ngroups:\n  app:\n    passive:\n      consecutive_failures: 2\n      ejection: 30s\n{group_extra}    servers:\n{}",
-        servers_yaml(&[(upstream, 1)])
-    )
+    ConfigYaml::new()
+        .listener_extra(listener_extra)
+        .admin("")
+        .group(
+            "app",
+            &format!(
+                "    passive:\n      consecutive_failures: 2\n      ejection: 30s\n{group_extra}"
+            ),
+            &servers_yaml(&[(upstream, 1)]),
+        )
+        .build()
 }
 
 /// The server's `consecutive_failures` and `ejected` from `/status`.

@@ -3,18 +3,16 @@
 //! key makes `weir --check` exit non-zero within a second with a clear
 //! message, instead of growing by gigabytes or hanging.
 
+use crate::support::TempDir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Dir(PathBuf);
+struct Dir(TempDir);
 
 impl Dir {
     fn new(tag: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("weir-h13-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
+        Dir(TempDir::new(&format!("h13-{tag}")))
     }
 
     fn fifo(&self, name: &str) -> PathBuf {
@@ -25,15 +23,7 @@ impl Dir {
     }
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.write(name, text)
     }
 }
 

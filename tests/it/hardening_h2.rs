@@ -92,10 +92,11 @@ fn frame_types(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
 }
 
 fn yaml(upstream: &Upstream, listener_extra: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\n{listener_extra}admin:\n  address: 127.0.0.1:0\nroutes:\n  - group: app\ngroups:\n  app:\n    servers:\n{}",
-        servers_yaml(&[(upstream, 1)])
-    )
+    ConfigYaml::new()
+        .listener_extra(listener_extra)
+        .admin("")
+        .group("app", "", &servers_yaml(&[(upstream, 1)]))
+        .build()
 }
 
 #[tokio::test]

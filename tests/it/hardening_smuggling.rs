@@ -106,10 +106,12 @@ const CASES: &[Case] = &[
 ];
 
 fn yaml(upstream: &Upstream, extra_listener: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\n{extra_listener}admin:\n  address: 127.0.0.1:0\nroutes:\n  - match: {{ path_prefix: /traced, methods: [TRACE] }}\n    group: app\n  - group: app\ngroups:\n  app:\n    servers:\n{}",
-        servers_yaml(&[(upstream, 1)])
-    )
+    ConfigYaml::new()
+        .listener_extra(extra_listener)
+        .admin("")
+        .routes("  - match: { path_prefix: /traced, methods: [TRACE] }\n    group: app\n  - group: app\n")
+        .group("app", "", &servers_yaml(&[(upstream, 1)]))
+        .build()
 }
 
 async fn metrics(proxy: &weir::Running) -> String {

@@ -13,11 +13,9 @@ use http_body_util::Full;
 use support::*;
 
 fn yaml(up: &Upstream) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nroutes:\n  - group: g\n\
-         groups:\n  g:\n    servers:\n{}",
-        servers_yaml(&[(up, 1)])
-    )
+    ConfigYaml::new()
+        .group("g", "", &servers_yaml(&[(up, 1)]))
+        .build()
 }
 
 fn all(h: &HeaderMap, name: &str) -> Vec<String> {

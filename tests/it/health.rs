@@ -19,22 +19,16 @@ use weir::ErrorKind;
 /// A one-route config whose group `g` has `servers` and the extra group keys
 /// `extra` (each line indented by 4 spaces).
 fn yaml(servers: &str, extra: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nroutes:\n  - group: g\ngroups:\n  g:\n{extra}    servers:\n{servers}"
-    )
+    ConfigYaml::new().group("g", extra, servers).build()
 }
 
 fn state(proxy: &weir::Running, id: &str) -> Arc<ServerState> {
     proxy.registry().state(&Arc::from("g"), &Arc::from(id))
 }
 
-/// Polls `cond` every 5 ms until it holds; panics after `limit`.
+/// Polls the check `cond` until it holds ([`wait_until`]); fails after `limit`.
 async fn wait_for(what: &str, limit: Duration, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(limit.as_secs(), what, || std::future::ready(cond())).await;
 }
 
 // === active checks: exact thresholds ===

@@ -4,8 +4,6 @@
 
 use crate::support;
 
-use std::path::PathBuf;
-
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
@@ -51,12 +49,8 @@ fn rsa_private() -> EncodingKey {
 }
 
 /// A unique temp file with `contents`; its absolute path.
-fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-jwt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, contents).unwrap();
-    p
+fn temp_file(name: &str, contents: &[u8]) -> TempFile {
+    TempFile::new("jwt", name, contents)
 }
 
 /// GET `path` on `addr` with extra request headers.

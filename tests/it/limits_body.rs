@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use limits_support::{metric, metrics};
-use support::{raw_status, spawn_upstream_with, start_proxy, text_response};
+use support::{raw_status, server, spawn_upstream_with, start_proxy, text_response, ConfigYaml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An upstream that reads the whole body and counts complete bodies and
@@ -43,11 +43,11 @@ async fn body_counting_upstream() -> (support::Upstream, Arc<AtomicUsize>, Arc<A
 }
 
 fn yaml(upstream: std::net::SocketAddr) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\n\
-         routes:\n  - name: upload\n    group: g\n    max_request_body: 1KiB\n\
-         groups:\n  g:\n    servers:\n      - address: {upstream}\n"
-    )
+    ConfigYaml::new()
+        .admin("")
+        .routes("  - name: upload\n    group: g\n    max_request_body: 1KiB\n")
+        .group("g", "", &server(upstream))
+        .build()
 }
 
 /// Writes `head` then `chunks` (each a separate write) and reads the reply

@@ -7,14 +7,15 @@ use crate::support;
 use std::time::Duration;
 
 use limits_support::{connect_from, metric, metrics, Conn};
-use support::{spawn_upstream, start_proxy};
+use support::{server, spawn_upstream, start_proxy, ConfigYaml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn yaml(upstream: std::net::SocketAddr, listener: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\n{listener}admin:\n  address: 127.0.0.1:0\n\
-         routes:\n  - group: g\ngroups:\n  g:\n    servers:\n      - address: {upstream}\n"
-    )
+    ConfigYaml::new()
+        .listener_extra(listener)
+        .admin("")
+        .group("g", "", &server(upstream))
+        .build()
 }
 
 /// True when the server closes `stream` (EOF or reset) within `secs`.

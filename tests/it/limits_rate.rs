@@ -9,13 +9,15 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use limits_support::{metric, metrics, Conn};
-use support::{spawn_upstream, start_proxy};
+use support::{server, spawn_upstream, start_proxy, ConfigYaml};
 
 fn yaml(upstream: std::net::SocketAddr, policies: &str, routes: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\n\
-         rate_limits:\n{policies}routes:\n{routes}groups:\n  g:\n    servers:\n      - address: {upstream}\n"
-    )
+    ConfigYaml::new()
+        .top(&format!("rate_limits:\n{policies}"))
+        .admin("")
+        .routes(routes)
+        .group("g", "", &server(upstream))
+        .build()
 }
 
 #[tokio::test]

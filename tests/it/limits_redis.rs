@@ -9,16 +9,18 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use limits_support::{metric, metrics, Conn, RedisServer};
-use support::{spawn_upstream, start_proxy};
+use support::{server, spawn_upstream, start_proxy, ConfigYaml};
 
 fn yaml(upstream: std::net::SocketAddr, redis: &str, on_error: &str, rate: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\n\
-         rate_limits:\n  shared:\n    key: header:x-api-key\n    rate: {rate}\n    store: redis\n\
-         redis:\n  url: {redis}\n  on_error: {on_error}\n  timeout: 200ms\n\
-         routes:\n  - name: api\n    group: g\n    rate_limit: shared\n\
-         groups:\n  g:\n    servers:\n      - address: {upstream}\n"
-    )
+    ConfigYaml::new()
+        .top(&format!(
+            "rate_limits:\n  shared:\n    key: header:x-api-key\n    rate: {rate}\n    store: redis\n\
+             redis:\n  url: {redis}\n  on_error: {on_error}\n  timeout: 200ms\n"
+        ))
+        .admin("")
+        .routes("  - name: api\n    group: g\n    rate_limit: shared\n")
+        .group("g", "", &server(upstream))
+        .build()
 }
 
 #[tokio::test]

@@ -15,12 +15,13 @@ use tokio::net::TcpStream;
 /// request_header_timeout 400ms: the watchdog ticks every 100 ms, so a quiet
 /// connection parks 100-200 ms after its last byte.
 fn yaml(up: &Upstream, idle_timeout: &str) -> String {
-    format!(
-        "listeners:\n  - name: web\n    address: 127.0.0.1:0\n\
-         \x20   request_header_timeout: 400ms\n    idle_timeout: {idle_timeout}\n\
-         routes:\n  - group: g\ngroups:\n  g:\n    servers:\n{}",
-        servers_yaml(&[(up, 1)])
-    )
+    ConfigYaml::new()
+        .listener_name(Some("web"))
+        .listener_extra(&format!(
+            "    request_header_timeout: 400ms\n    idle_timeout: {idle_timeout}\n"
+        ))
+        .group("g", "", &servers_yaml(&[(up, 1)]))
+        .build()
 }
 
 fn parked(proxy: &weir::Running) -> i64 {

@@ -9,10 +9,7 @@ use http_body_util::Full;
 use support::*;
 
 fn yaml(servers: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nroutes:\n  - group: g\n\
-         groups:\n  g:\n    servers:\n{servers}"
-    )
+    ConfigYaml::new().group("g", "", servers).build()
 }
 
 #[tokio::test]
@@ -141,10 +138,9 @@ async fn raw_upstream(
 }
 
 fn raw_yaml(addr: std::net::SocketAddr, pool: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nroutes:\n  - group: g\n\
-         groups:\n  g:\n    servers:\n      - address: {addr}\n{pool}"
-    )
+    ConfigYaml::new()
+        .group("g", "", &format!("{}{pool}", server(addr)))
+        .build()
 }
 
 async fn get_status(

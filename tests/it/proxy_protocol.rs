@@ -7,12 +7,9 @@
 use crate::support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,11 +32,14 @@ async fn xff_upstream() -> Upstream {
 }
 
 fn yaml(up: &Upstream, extra_listener: &str, extra_route: &str) -> String {
-    format!(
-        "listeners:\n  - address: 127.0.0.1:0\n    proxy_protocol: true\n    proxy_protocol_timeout: 300ms\n{extra_listener}\
-         routes:\n  - group: g\n{extra_route}groups:\n  g:\n    servers:\n{}",
-        servers_yaml(&[(up, 1)])
-    )
+    ConfigYaml::new()
+        .listener_name(None)
+        .listener_extra(&format!(
+            "    proxy_protocol: true\n    proxy_protocol_timeout: 300ms\n{extra_listener}"
+        ))
+        .routes(&format!("  - group: g\n{extra_route}"))
+        .group("g", "", &servers_yaml(&[(up, 1)]))
+        .build()
 }
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n";
@@ -178,24 +178,10 @@ async fn tls_listener_reads_the_header_before_the_handshake() {
     tcp.write_all(b"PROXY TCP4 203.0.113.77 198.51.100.1 5555 443\r\n")
         .await
         .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(path("certs-dev/ca.crt")).unwrap())
+    let config = support::tls::client_config(support::tls::dev_roots(), &[]);
+    let mut tls = support::tls::handshake(tcp, config, "localhost")
+        .await
         .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut tls = within(
-        10,
-        "TLS handshake after PROXY",
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp),
-    )
-    .await
-    .unwrap();
     tls.write_all(GET).await.unwrap();
     let mut out = String::new();
     let _ = within(10, "TLS answer", tls.read_to_string(&mut out)).await;

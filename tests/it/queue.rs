@@ -43,11 +43,19 @@ async fn counting_upstream(
 }
 
 fn yaml(up: &Upstream, queue: &str, workers: usize) -> String {
-    format!(
-        "workers: {workers}\nadmin:\n  address: 127.0.0.1:0\nlisteners:\n  - address: 127.0.0.1:0\nroutes:\n  - group: g\n\
-         groups:\n  g:\n    retries: 0\n{queue}    servers:\n      - address: {}\n        id: {}\n        max_connections: 1\n",
-        up.addr, up.name
-    )
+    ConfigYaml::new()
+        .top(&format!("workers: {workers}\n"))
+        .listener_name(None)
+        .admin("")
+        .group(
+            "g",
+            &format!("    retries: 0\n{queue}"),
+            &format!(
+                "{}        max_connections: 1\n",
+                server_id(up.addr, &up.name)
+            ),
+        )
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

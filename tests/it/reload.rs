@@ -3,7 +3,6 @@
 
 use crate::support;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,26 +12,22 @@ use http_body_util::Full;
 use support::*;
 
 /// A unique temp dir for this test's config file.
-fn temp_config(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-reload-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("weir.yaml")
+fn temp_config(tag: &str) -> TempFile {
+    TempFile::new(&format!("reload-{tag}"), "weir.yaml", "")
 }
 
 fn yaml(listener_port: u16, servers: &[&Upstream], extra_route: bool) -> String {
-    let mut s =
-        format!("listeners:\n  - name: http\n    address: 127.0.0.1:{listener_port}\nroutes:\n");
+    let mut routes = String::new();
     if extra_route {
-        s.push_str("  - name: extra\n    match:\n      path_prefix: /extra\n    group: g\n");
+        routes.push_str("  - name: extra\n    match:\n      path_prefix: /extra\n    group: g\n");
     }
-    s.push_str("  - name: main\n    group: g\ngroups:\n  g:\n    servers:\n");
-    for u in servers {
-        s.push_str(&format!(
-            "      - address: {}\n        id: {}\n",
-            u.addr, u.name
-        ));
-    }
-    s
+    routes.push_str("  - name: main\n    group: g\n");
+    let servers: String = servers.iter().map(|u| server_id(u.addr, &u.name)).collect();
+    ConfigYaml::new()
+        .listener_address(format!("127.0.0.1:{listener_port}"))
+        .routes(&routes)
+        .group("g", "", &servers)
+        .build()
 }
 
 async fn start_from_file(path: &std::path::Path) -> weir::Running {

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use support::*;
 
 fn yaml(servers: &str) -> String {
-    format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nroutes:\n  - group: g\n\
-         groups:\n  g:\n    algorithm: round_robin\n    servers:\n{servers}"
-    )
+    ConfigYaml::new()
+        .group("g", "    algorithm: round_robin\n", servers)
+        .build()
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@
 use crate::support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,23 +12,23 @@ use http::{Request, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, SupportedProtocolVersion};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 
 fn yaml(up: &Upstream) -> String {
-    format!(
-        "listeners:\n  - name: https\n    address: 127.0.0.1:0\n    request_header_timeout: 500ms\n\
-         \x20   tls:\n      certificates:\n\
-         \x20       - cert: certs-dev/localhost.crt\n          key: certs-dev/localhost.key\n\
-         \x20       - cert: certs-dev/example.test.crt\n          key: certs-dev/example.test.key\n\
-         routes:\n  - group: g\ngroups:\n  g:\n    servers:\n{}",
-        servers_yaml(&[(up, 1)])
-    )
+    ConfigYaml::new()
+        .listener_name(Some("https"))
+        .listener_extra(
+            "    request_header_timeout: 500ms\n    tls:\n      certificates:\n\
+             \x20       - cert: certs-dev/localhost.crt\n          key: certs-dev/localhost.key\n\
+             \x20       - cert: certs-dev/example.test.crt\n          key: certs-dev/example.test.key\n",
+        )
+        .group("g", "", &servers_yaml(&[(up, 1)]))
+        .build()
 }
 
 fn cert_der(rel: &str) -> CertificateDer<'static> {
@@ -37,28 +36,18 @@ fn cert_der(rel: &str) -> CertificateDer<'static> {
 }
 
 fn client_config(alpn: &[&[u8]], versions: &[&'static SupportedProtocolVersion]) -> ClientConfig {
-    let mut roots = RootCertStore::empty();
-    roots.add(cert_der("certs-dev/ca.crt")).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    config
+    support::tls::client_config_with(
+        support::tls::dev_roots(),
+        support::tls::ClientOptions {
+            alpn: alpn.iter().map(|p| p.to_vec()).collect(),
+            versions: Some(versions.to_vec()),
+            cert: None,
+        },
+    )
 }
 
 async fn connect(addr: SocketAddr, config: ClientConfig, sni: &str) -> TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from(sni.to_string()).unwrap();
-    within(
-        10,
-        "TLS handshake",
-        TlsConnector::from(Arc::new(config)).connect(name, tcp),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("TLS handshake with SNI {sni}: {e}"))
+    support::tls::connect(addr, config, sni).await
 }
 
 fn all_versions() -> Vec<&'static SupportedProtocolVersion> {

@@ -27,10 +27,15 @@ use tokio::net::TcpListener;
 use upstream_support::*;
 
 fn yaml(group: &str, addr: SocketAddr, extra: &str) -> String {
-    format!(
-        "workers: 1\nlisteners:\n  - name: web\n    address: 127.0.0.1:0\nroutes:\n  - group: {group}\n\
-         groups:\n  {group}:\n    protocol: http2\n    retries: 0\n{extra}    servers:\n      - address: {addr}\n        id: {group}-1\n"
-    )
+    ConfigYaml::new()
+        .top("workers: 1\n")
+        .listener_name(Some("web"))
+        .group(
+            group,
+            &format!("    protocol: http2\n    retries: 0\n{extra}"),
+            &server_id(addr, &format!("{group}-1")),
+        )
+        .build()
 }
 
 #[tokio::test]

@@ -16,10 +16,14 @@ use upstream_support::*;
 const H1: &[&[u8]] = &[b"http/1.1"];
 
 fn yaml(group: &str, addr: std::net::SocketAddr, tls: &str, extra: &str) -> String {
-    format!(
-        "listeners:\n  - name: web\n    address: 127.0.0.1:0\nroutes:\n  - group: {group}\n\
-         groups:\n  {group}:\n    retries: 0\n{extra}    tls:\n{tls}    servers:\n      - address: {addr}\n        id: {group}-1\n"
-    )
+    ConfigYaml::new()
+        .listener_name(Some("web"))
+        .group(
+            group,
+            &format!("    retries: 0\n{extra}    tls:\n{tls}"),
+            &server_id(addr, &format!("{group}-1")),
+        )
+        .build()
 }
 
 fn ca_line(p: &Path) -> String {

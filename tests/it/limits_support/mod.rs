@@ -1,7 +1,6 @@
 //! Helpers of the `limits_*` tests: clients bound to a chosen source
 //! address (127.0.0.2, 127.0.0.3), a real `redis-server` on a free port, and
 //! a `/metrics` scrape.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::support::Reply;
@@ -162,9 +161,4 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// Keeps `TokioExecutor` referenced for files that only use h2 helpers.
-pub fn executor() -> TokioExecutor {
-    TokioExecutor::new()
 }

@@ -1,8 +1,16 @@
 //! Test support: real upstream servers on 127.0.0.1 port 0, weir started
 //! in-process on a YAML config, and real hyper clients.
 //!
-//! Every test file includes this with `mod support;` and uses what it needs.
-#![allow(dead_code)]
+//! Every test module uses what it needs (`use crate::support::...`): YAML
+//! configs ([`yaml::ConfigYaml`]), temp dirs removed on drop ([`TempDir`]),
+//! polling ([`wait_until`]), TLS clients ([`tls`]), the log capture.
+
+pub mod fs;
+pub mod tls;
+pub mod yaml;
+
+pub use fs::{TempDir, TempFile};
+pub use yaml::{server, server_id, ConfigYaml};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -322,6 +330,26 @@ pub fn isolated(module: &str, name: &str) -> bool {
         "{test} did not run in its own process"
     );
     false
+}
+
+/// Polls `cond` every 50 ms until it holds; fails naming `what` after `secs`
+/// seconds.
+pub async fn wait_until<F, Fut>(secs: u64, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {secs}s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A YAML `servers:` list for `upstreams`, with optional weights.

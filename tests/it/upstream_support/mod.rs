@@ -2,13 +2,12 @@
 //! tests/it/upstream_h2.rs, tests/it/grpc.rs): a test PKI made with rcgen, real
 //! TLS servers (hyper + tokio-rustls) that answer with the HTTP version they
 //! saw, a log capture, and nginx discovery.
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -159,47 +158,36 @@ pub fn server_config(
 /// every request with `x-server: NAME`, `x-version: HTTP/x` and body NAME.
 pub struct TlsUpstream {
     pub addr: SocketAddr,
-    /// TCP connections accepted.
-    pub connections: Arc<AtomicUsize>,
     /// TLS handshakes completed.
     pub handshakes: Arc<AtomicUsize>,
     /// Requests served.
     pub hits: Arc<AtomicUsize>,
-    /// HTTP versions of the requests seen.
-    pub versions: Arc<Mutex<Vec<http::Version>>>,
     /// Handshakes that resumed an earlier session.
     pub resumed: Arc<AtomicUsize>,
-    tasks: JoinSet<()>,
+    /// The accept loop, aborted when the upstream is dropped.
+    _tasks: JoinSet<()>,
 }
 
 /// Starts a [`TlsUpstream`] named `name` with `config`.
 pub async fn spawn_tls_upstream(name: &str, config: Arc<ServerConfig>) -> TlsUpstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
     let handshakes = Arc::new(AtomicUsize::new(0));
     let hits = Arc::new(AtomicUsize::new(0));
-    let versions = Arc::new(Mutex::new(Vec::new()));
     let resumed = Arc::new(AtomicUsize::new(0));
     let r = resumed.clone();
     let mut tasks = JoinSet::new();
     let acceptor = TlsAcceptor::from(config);
     let name = name.to_string();
-    let (c, h, n, v) = (
-        connections.clone(),
-        handshakes.clone(),
-        hits.clone(),
-        versions.clone(),
-    );
+    let (h, n) = (handshakes.clone(), hits.clone());
     tasks.spawn(async move {
         let mut conns = JoinSet::new();
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
-            c.fetch_add(1, Ordering::SeqCst);
             let acceptor = acceptor.clone();
-            let (h, n, v, name, r) = (h.clone(), n.clone(), v.clone(), name.clone(), r.clone());
+            let (h, n, name, r) = (h.clone(), n.clone(), name.clone(), r.clone());
             conns.spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
@@ -210,7 +198,6 @@ pub async fn spawn_tls_upstream(name: &str, config: Arc<ServerConfig>) -> TlsUps
                 }
                 let svc = service_fn(move |req: Request<Incoming>| {
                     n.fetch_add(1, Ordering::SeqCst);
-                    v.lock().unwrap().push(req.version());
                     let resp = Response::builder()
                         .header("x-server", name.as_str())
                         .header("x-version", format!("{:?}", req.version()))
@@ -226,12 +213,10 @@ pub async fn spawn_tls_upstream(name: &str, config: Arc<ServerConfig>) -> TlsUps
     });
     TlsUpstream {
         addr,
-        connections,
         handshakes,
         hits,
-        versions,
         resumed,
-        tasks,
+        _tasks: tasks,
     }
 }
 
