@@ -177,3 +177,64 @@ fn the_skeleton_parses() {
         panic!("the skeleton of docs/configuration.md does not parse:\n{e}");
     }
 }
+
+/// The Markdown files a user reads: the README, BENCHMARKS.md, docs/ and
+/// the examples' and benchmarks' notes.
+fn markdown_files() -> Vec<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md"), root.join("BENCHMARKS.md")];
+    for dir in ["docs", "examples", "examples/ha", "bench"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "md") {
+                files.push(e.path());
+            }
+        }
+    }
+    files
+}
+
+/// The README and docs refer only to files in the repository: every
+/// relative Markdown link and every repository path they name
+/// (`src/…`, `tests/…`, `docs/…`, `bench/…`, `examples/…`, `certs-dev/…`)
+/// exists. Placeholders (`NAME`, `*`, `{a,b}`) are skipped.
+#[test]
+fn docs_refer_only_to_files_in_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path_re = regex::Regex::new(
+        r"(?:^|[^\w/.-])((?:src|tests|docs|bench|benches|examples|certs-dev|vendor|\.ci)/[\w./-]*\w)([.{*]?)",
+    )
+    .unwrap();
+    let link_re = regex::Regex::new(r"\]\(([^)#\s]+)(?:#[^)]*)?\)").unwrap();
+    let mut missing = Vec::new();
+    for file in markdown_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let rel = file.strip_prefix(root).unwrap().display().to_string();
+        for c in path_re.captures_iter(&text) {
+            let p = &c[1];
+            let after = &c[2];
+            if after == "{" || after == "*" || p.contains("NAME") || p.ends_with('/') {
+                continue;
+            }
+            if !root.join(p).exists() && !file.parent().unwrap().join(p).exists() {
+                missing.push(format!("{rel}: {p}"));
+            }
+        }
+        for c in link_re.captures_iter(&text) {
+            let target = &c[1];
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            if !file.parent().unwrap().join(target).exists() {
+                missing.push(format!("{rel}: link {target}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs name files that are not in the repository:\n{}",
+        missing.join("\n")
+    );
+}
