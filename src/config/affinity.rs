@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::validate::{Errors, ServerConfig};
+use super::model::ServerConfig;
+use super::validate::Errors;
 use super::{RawAffinity, RawGroup, RawSticky};
 use crate::affinity::codec::MAX_ID_LEN;
 use crate::affinity::{AffinitySecret, SameSite, Secure, StickyConfig};

@@ -98,7 +98,7 @@ impl Default for GroupEdge {
             proxy_protocol: None,
             queue: QueueConfig {
                 max: DEFAULT_QUEUE_MAX,
-                timeout: super::validate::DEFAULT_CONNECT_TIMEOUT,
+                timeout: super::model::DEFAULT_CONNECT_TIMEOUT,
             },
         }
     }

@@ -17,6 +17,8 @@ pub mod edge;
 mod health;
 pub mod jwt;
 pub mod limits;
+pub mod load;
+pub mod model;
 pub mod read;
 mod route_extra;
 pub mod upstream_tls;
@@ -30,7 +32,8 @@ use serde::Deserialize;
 pub use serde_saphyr::Spanned;
 
 pub use jwt::{RawClaimValue, RawJwt, RawJwtKey};
-pub use validate::{
+pub use load::{load_file, MAX_CONFIG_BYTES};
+pub use model::{
     AccessLogConfig, AccessLogFormat, Algorithm, Config, GroupConfig, ListenerConfig, RouteConfig,
     ServerConfig, Timeouts,
 };
@@ -479,32 +482,6 @@ impl std::fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
-
-/// Largest config file accepted, in bytes (a guard against feeding weir a wrong file).
-pub const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
-
-/// Reads, parses and validates the config file at `path`.
-///
-/// Relative paths inside the file resolve against the file's directory.
-///
-/// # Errors
-/// Every problem found, each naming the file, line, column and key.
-pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-    let one = |message: String| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            key: String::new(),
-            message,
-        }])
-    };
-    // A regular file only, at most MAX_CONFIG_BYTES, checked while reading
-    // (`/dev/zero` or a FIFO fail at once).
-    let text = read::read_bounded(path, MAX_CONFIG_BYTES as u64).map_err(one)?;
-    let text = String::from_utf8(text).map_err(|e| one(format!("not UTF-8: {e}")))?;
-    load_str(&text, path)
-}
 
 /// Parses and validates config `text`, reporting errors against `path` (which
 /// also anchors relative paths; it need not exist).
