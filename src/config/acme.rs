@@ -35,8 +35,7 @@ pub struct RawAcme {
     /// restarts and shared by instances (created when missing).
     pub storage: Spanned<PathBuf>,
     /// Renew this long before the certificate expires (default `30d`).
-    #[serde(default, with = "humantime_serde")]
-    pub renew_before: Option<Duration>,
+    pub renew_before: Option<Spanned<super::HumanDuration>>,
 }
 
 /// How the ACME server validates control of a domain.
@@ -149,7 +148,7 @@ pub(super) fn acme(
             }
         }
     });
-    let renew_before = match raw.renew_before {
+    let renew_before = match raw.renew_before.as_ref().map(|d| d.value.0) {
         None => DEFAULT_RENEW_BEFORE,
         Some(d) if d.is_zero() => {
             errs.at(

@@ -144,7 +144,7 @@ pub(super) fn sticky(
 
     let max_age = s.max_age.as_ref().and_then(|m| {
         let k = format!("{key}.max_age");
-        match humantime::parse_duration(&m.value) {
+        match super::units::parse_duration(&m.value) {
             Err(e) => errs.at(Some(&m.referenced), k, format!("{:?}: {e}", m.value)),
             Ok(d) if d < Duration::from_secs(1) => {
                 errs.at(Some(&m.referenced), k, "must be at least 1s");

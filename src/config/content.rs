@@ -12,7 +12,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::limits::RawByteSize;
+use super::units::RawByteSize;
 use super::validate::Errors;
 use super::RawRoute;
 use crate::content::compress::{Compression, Encoding, Levels, TypeMatch};
@@ -482,11 +482,7 @@ fn compression(raw: &Spanned<RawCompression>, key: &str, errs: &mut Errors) -> C
         out.algorithms = algorithms;
     }
     if let Some(m) = &v.min_size {
-        let parsed = match &m.value {
-            RawByteSize::Bytes(n) => Ok(*n),
-            RawByteSize::Text(t) => crate::limits::parse_byte_size(t),
-        };
-        match parsed {
+        match m.value.bytes() {
             Ok(n) => out.min_size = n,
             Err(e) => errs.at(Some(&m.referenced), format!("{key}.min_size"), e),
         }

@@ -37,21 +37,7 @@ fn duration(
     errs: &mut Errors,
 ) -> Duration {
     let Some(v) = v else { return default };
-    match humantime::parse_duration(v.value.trim()) {
-        Ok(d) if d.is_zero() => {
-            errs.at(Some(&v.referenced), key, "must be greater than 0");
-            default
-        }
-        Ok(d) => d,
-        Err(e) => {
-            errs.at(
-                Some(&v.referenced),
-                key,
-                format!("{:?} is not a duration such as 2s or 500ms: {e}", v.value),
-            );
-            default
-        }
-    }
+    super::units::positive(v, key, "2s or 500ms", errs).unwrap_or(default)
 }
 
 fn threshold(v: &Option<Spanned<u32>>, default: u32, key: String, errs: &mut Errors) -> u32 {

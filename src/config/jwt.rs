@@ -36,8 +36,7 @@ pub struct RawJwt {
     /// Required `aud` claim (or one of an `aud` array), when set.
     pub audience: Option<Spanned<String>>,
     /// Clock skew allowed on `exp` and `nbf` (default `0s`, at most `24h`).
-    #[serde(default, with = "humantime_serde")]
-    pub leeway: Option<Duration>,
+    pub leeway: Option<Spanned<super::HumanDuration>>,
     /// Cookie that carries the token when there is no `Authorization: Bearer`.
     pub cookie: Option<Spanned<String>>,
     /// Most verified tokens cached (default 10000; 0 disables the cache).
@@ -143,7 +142,7 @@ pub(super) fn build(raw: &Spanned<RawJwt>, base: &Path, errs: &mut Errors) -> Op
             errs.at(Some(&c.referenced), "jwt.cookie", "not a valid cookie name");
         }
     }
-    let leeway = r.leeway.unwrap_or(Duration::ZERO);
+    let leeway = r.leeway.as_ref().map_or(Duration::ZERO, |d| d.value.0);
     if leeway > MAX_LEEWAY {
         errs.at(Some(&raw.referenced), "jwt.leeway", "must be at most 24h");
     }

@@ -55,15 +55,7 @@ pub enum RawNames {
     List(Vec<String>),
 }
 
-/// A byte size: an integer or a string with a unit (`10MiB`).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum RawByteSize {
-    /// Bytes.
-    Bytes(u64),
-    /// `64KiB`, `10MiB`, `1GB`…
-    Text(String),
-}
+pub use super::units::RawByteSize;
 
 /// Longest policy name (it appears in headers, metrics and Redis keys).
 const MAX_POLICY_NAME: usize = 64;
@@ -242,7 +234,7 @@ fn redis_section(r: &Spanned<RawRedis>, errs: &mut Errors) -> Option<RedisConfig
     };
     let timeout = match &v.timeout {
         None => DEFAULT_REDIS_TIMEOUT,
-        Some(t) => match humantime::parse_duration(t.value.trim()) {
+        Some(t) => match super::units::parse_duration(&t.value) {
             Ok(d) if !d.is_zero() => d,
             _ => {
                 errs.at(
@@ -312,11 +304,7 @@ fn route(
         });
     }
     if let Some(m) = &r.max_request_body {
-        let parsed = match &m.value {
-            RawByteSize::Bytes(n) => Ok(*n),
-            RawByteSize::Text(t) => crate::limits::parse_byte_size(t),
-        };
-        match parsed {
+        match m.value.bytes() {
             Ok(n) => out.max_request_body = Some(n),
             Err(e) => errs.at(Some(&m.referenced), format!("{key}.max_request_body"), e),
         }

@@ -21,12 +21,12 @@ pub mod load;
 pub mod model;
 pub mod read;
 mod route_extra;
+pub mod units;
 pub mod upstream_tls;
 pub mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 pub use serde_saphyr::Spanned;
@@ -37,6 +37,7 @@ pub use model::{
     AccessLogConfig, AccessLogFormat, Algorithm, Config, GroupConfig, ListenerConfig, RouteConfig,
     ServerConfig, Timeouts,
 };
+pub use units::{HumanDuration, RawByteSize};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -59,8 +60,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub groups: BTreeMap<String, RawGroup>,
     /// How long a graceful shutdown waits for in-flight requests (default `30s`).
-    #[serde(default, with = "humantime_serde")]
-    pub drain_timeout: Option<Duration>,
+    pub drain_timeout: Option<Spanned<HumanDuration>>,
     /// Named rate-limit policies; routes use them by name (`docs/limits.md`).
     #[serde(default)]
     pub rate_limits: BTreeMap<String, Spanned<limits::RawRateLimit>>,
@@ -117,14 +117,12 @@ pub struct RawListener {
     pub tls: Option<RawTls>,
     /// Time allowed to receive a request's headers, against slowloris (default `10s`).
     /// Also bounds the TLS handshake.
-    #[serde(default, with = "humantime_serde")]
-    pub request_header_timeout: Option<Duration>,
+    pub request_header_timeout: Option<Spanned<HumanDuration>>,
     /// Largest request header section accepted, in bytes (default 65536 = 64 KiB);
     /// larger requests get 431. Minimum 8192.
     pub max_header_bytes: Option<Spanned<usize>>,
     /// How long an idle keep-alive client connection is kept open (default `60s`).
-    #[serde(default, with = "humantime_serde")]
-    pub idle_timeout: Option<Duration>,
+    pub idle_timeout: Option<Spanned<HumanDuration>>,
     /// Most open client connections; past it new ones wait in the kernel
     /// backlog (absent = no cap).
     pub max_connections: Option<Spanned<usize>>,
@@ -133,8 +131,7 @@ pub struct RawListener {
     pub max_connections_per_ip: Option<Spanned<usize>>,
     /// Longest wait for the next bytes of a request body (default `10s`,
     /// nginx's `client_body_timeout`); past it the client gets 408.
-    #[serde(default, with = "humantime_serde")]
-    pub client_body_timeout: Option<Duration>,
+    pub client_body_timeout: Option<Spanned<HumanDuration>>,
     /// Most header fields in one request, HTTP/1 and HTTP/2 alike (default
     /// 100); more get 431. Between 1 and 10000.
     pub max_headers: Option<Spanned<usize>>,
@@ -142,8 +139,7 @@ pub struct RawListener {
     /// L4 balancer); its client address is used everywhere (default false).
     pub proxy_protocol: Option<bool>,
     /// Longest wait for the PROXY header (default `5s`); past it the connection is closed.
-    #[serde(default, with = "humantime_serde")]
-    pub proxy_protocol_timeout: Option<Duration>,
+    pub proxy_protocol_timeout: Option<Spanned<HumanDuration>>,
 }
 
 /// TLS termination settings of a listener.
@@ -414,11 +410,9 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
     /// TCP connect timeout (default `3s`).
-    #[serde(default, with = "humantime_serde")]
-    pub connect: Option<Duration>,
+    pub connect: Option<Spanned<HumanDuration>>,
     /// Time from sending the request until the response headers arrive (default `60s`).
-    #[serde(default, with = "humantime_serde")]
-    pub response: Option<Duration>,
+    pub response: Option<Spanned<HumanDuration>>,
 }
 
 /// Upstream connection pool settings of a group.
@@ -426,8 +420,7 @@ pub struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
     /// How long an idle pooled connection is kept (default `90s`).
-    #[serde(default, with = "humantime_serde")]
-    pub idle_timeout: Option<Duration>,
+    pub idle_timeout: Option<Spanned<HumanDuration>>,
     /// Most idle connections kept per server (default 128).
     pub max_idle_per_server: Option<usize>,
 }

@@ -17,6 +17,7 @@ use serde_saphyr::Location;
 use super::load::resolve_bind_address;
 use super::model::*;
 use super::route_extra;
+use super::units;
 use super::{ConfigError, ConfigErrors, RawConfig, RawGroup, RawListener, RawRoute, Spanned};
 use crate::affinity::AffinitySecret;
 use crate::balancer::hash::HashKey;
@@ -142,6 +143,12 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         None => 0,
     };
 
+    let drain_timeout = units::nonzero_or_default(
+        raw.drain_timeout.as_ref(),
+        DEFAULT_DRAIN_TIMEOUT,
+        "drain_timeout".into(),
+        &mut errs,
+    );
     let access_log = access_log(raw.access_log.as_ref(), base, &mut errs);
     let cache = super::cache::build(raw.cache.as_ref(), &raw.routes, &mut errs);
 
@@ -154,7 +161,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         routes,
         groups,
         jwt,
-        drain_timeout: raw.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        drain_timeout,
         admin,
         admin_token,
         hash: 0,
@@ -200,6 +207,18 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
             None
         }
     };
+    let request_header_timeout = units::nonzero_or_default(
+        l.request_header_timeout.as_ref(),
+        DEFAULT_REQUEST_HEADER_TIMEOUT,
+        format!("{key}.request_header_timeout"),
+        errs,
+    );
+    let idle_timeout = units::nonzero_or_default(
+        l.idle_timeout.as_ref(),
+        DEFAULT_IDLE_TIMEOUT,
+        format!("{key}.idle_timeout"),
+        errs,
+    );
     let max_header_bytes = match &l.max_header_bytes {
         None => DEFAULT_MAX_HEADER_BYTES,
         Some(v) if v.value < 8192 => {
@@ -224,7 +243,7 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
         }
         Some(v) => v.value,
     };
-    let client_body_timeout = match l.client_body_timeout {
+    let client_body_timeout = match l.client_body_timeout.as_ref().map(|d| d.value.0) {
         None => DEFAULT_CLIENT_BODY_TIMEOUT,
         Some(d) if d.is_zero() => {
             errs.at(
@@ -301,11 +320,9 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
         address,
         tls,
         tls_files,
-        request_header_timeout: l
-            .request_header_timeout
-            .unwrap_or(DEFAULT_REQUEST_HEADER_TIMEOUT),
+        request_header_timeout,
         max_header_bytes,
-        idle_timeout: l.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        idle_timeout,
         max_connections,
         max_connections_per_ip,
         client_body_timeout,
@@ -479,7 +496,24 @@ fn group(
             );
         }
     }
-    let connect = g.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let connect = units::nonzero_or_default(
+        g.timeouts.connect.as_ref(),
+        DEFAULT_CONNECT_TIMEOUT,
+        format!("{key}.timeouts.connect"),
+        errs,
+    );
+    let response = units::nonzero_or_default(
+        g.timeouts.response.as_ref(),
+        DEFAULT_RESPONSE_TIMEOUT,
+        format!("{key}.timeouts.response"),
+        errs,
+    );
+    let pool_idle_timeout = units::nonzero_or_default(
+        g.pool.idle_timeout.as_ref(),
+        DEFAULT_POOL_IDLE_TIMEOUT,
+        format!("{key}.pool.idle_timeout"),
+        errs,
+    );
     let server_edges: Vec<_> = servers.iter().map(|s| s.edge).collect();
     let edge = super::edge::group(g, &key, connect, &server_edges, errs);
     if let (Some(pp), super::upstream_tls::UpstreamProtocol::Http2) =
@@ -503,13 +537,10 @@ fn group(
         default_rtt,
         ewma_decay,
         servers,
-        timeouts: Timeouts {
-            connect: g.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            response: g.timeouts.response.unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
-        },
+        timeouts: Timeouts { connect, response },
         retries,
         sticky,
-        pool_idle_timeout: g.pool.idle_timeout.unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
+        pool_idle_timeout,
         pool_max_idle_per_server: g.pool.max_idle_per_server.unwrap_or(DEFAULT_POOL_MAX_IDLE),
         health_check,
         passive,
@@ -523,21 +554,7 @@ fn group(
 
 /// A humantime duration (`50ms`, `10s`) greater than zero.
 fn positive_duration(d: &Spanned<String>, key: String, errs: &mut Errors) -> Option<Duration> {
-    match humantime::parse_duration(d.value.trim()) {
-        Ok(v) if !v.is_zero() => Some(v),
-        Ok(_) => {
-            errs.at(Some(&d.referenced), key, "must be greater than 0");
-            None
-        }
-        Err(e) => {
-            errs.at(
-                Some(&d.referenced),
-                key,
-                format!("{:?} is not a duration such as 50ms or 10s: {e}", d.value),
-            );
-            None
-        }
-    }
+    units::positive(d, key, "50ms or 10s", errs)
 }
 
 /// A server address must be `host:port` with an explicit port and nothing else.
@@ -739,5 +756,25 @@ mod balancing_tests {
         );
         let e = load("    algorithm: fastest\n").unwrap_err();
         assert!(e.contains("unknown algorithm \"fastest\""), "{e}");
+    }
+
+    #[test]
+    fn zero_timeouts_are_rejected() {
+        let yaml = "drain_timeout: 0s\nlisteners:\n  - address: 127.0.0.1:0\n    request_header_timeout: 0s\n    idle_timeout: 0ms\nroutes:\n  - group: g\ngroups:\n  g:\n    timeouts: { connect: 0s, response: 0s }\n    pool: { idle_timeout: 0s }\n    servers:\n      - address: 127.0.0.1:9001\n";
+        let e = crate::config::load_str(yaml, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "t.yaml:1:16: drain_timeout: must be more than 0s",
+            "t.yaml:4:29: listeners[0].request_header_timeout: must be more than 0s",
+            "t.yaml:5:19: listeners[0].idle_timeout: must be more than 0s",
+            "groups.g.timeouts.connect: must be more than 0s",
+            "groups.g.timeouts.response: must be more than 0s",
+            "groups.g.pool.idle_timeout: must be more than 0s",
+        ] {
+            assert!(e.contains(want), "{want} not in\n{e}");
+        }
+        let yaml = yaml.replace(" 0s", " 1s").replace(" 0ms", " 1ms");
+        crate::config::load_str(&yaml, Path::new("t.yaml")).unwrap();
     }
 }
