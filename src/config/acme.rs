@@ -1,6 +1,6 @@
 //! `listeners[].tls.acme`: automatic certificates (ACME, RFC 8555). The raw
 //! struct, the validated [`AcmeConfig`] and its checks (hooked from
-//! `validate.rs`); the client itself is `crate::acme`.
+//! `validate.rs`); the client itself is the top-level `acme` module.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,7 +136,7 @@ pub(super) fn acme(
     };
     let directory_ca = raw.directory_ca.as_ref().and_then(|p| {
         let path = base.join(&p.value);
-        match crate::acme::client::load_roots(&path) {
+        match super::load::load_roots(&path, "certificate") {
             Ok(_) => Some(path),
             Err(e) => {
                 errs.at(

@@ -11,6 +11,8 @@ use rustls::sign::CertifiedKey;
 
 use crate::affinity::{AffinitySecret, StickyConfig};
 use crate::balancer::hash::HashKey;
+pub use crate::balancer::Algorithm;
+use crate::balancer::BalancerParams;
 use crate::health::{HealthCheck, PassiveConfig};
 use crate::route::{JwtVerifier, Route};
 
@@ -150,52 +152,6 @@ pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
 /// Default time constant of the peak-EWMA response time (Finagle, linkerd).
 pub const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
 
-/// Balancing algorithm of a group (`groups.*.algorithm`). Every one honors
-/// server weights; see `docs/balancing.md`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    /// `round_robin`: smooth weighted round robin (nginx).
-    RoundRobin,
-    /// `least_connections`: fewest in-flight requests per weight (nginx `least_conn`).
-    LeastConnections,
-    /// `ip_hash`: consistent hashing of the client address (ketama ring).
-    IpHash,
-    /// `hash`: consistent hashing of the group's `hash_key`.
-    Hash,
-    /// `least_response_time`: peak EWMA × (in-flight + 1) / weight, two choices.
-    LeastResponseTime,
-    /// `power_of_two_choices`: two distinct weighted-random servers, less loaded wins.
-    PowerOfTwoChoices,
-    /// `random`: weighted random.
-    Random,
-}
-
-impl Algorithm {
-    /// Every algorithm with its config name.
-    pub const ALL: [(&'static str, Algorithm); 7] = [
-        ("round_robin", Algorithm::RoundRobin),
-        ("least_connections", Algorithm::LeastConnections),
-        ("ip_hash", Algorithm::IpHash),
-        ("hash", Algorithm::Hash),
-        ("least_response_time", Algorithm::LeastResponseTime),
-        ("power_of_two_choices", Algorithm::PowerOfTwoChoices),
-        ("random", Algorithm::Random),
-    ];
-
-    /// The algorithm named `name` in the config.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
-    }
-
-    /// The config name of the algorithm.
-    pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, a)| *a == self)
-            .map_or("round_robin", |(n, _)| n)
-    }
-}
-
 /// A validated server group.
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
@@ -257,4 +213,19 @@ pub struct Timeouts {
     pub connect: Duration,
     /// Time from sending the request until the response headers arrive.
     pub response: Duration,
+}
+
+impl BalancerParams for GroupConfig {
+    fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+    fn hash_key(&self) -> Option<&HashKey> {
+        self.hash_key.as_ref()
+    }
+    fn default_rtt(&self) -> Duration {
+        self.default_rtt
+    }
+    fn ewma_decay(&self) -> Duration {
+        self.ewma_decay
+    }
 }

@@ -125,7 +125,7 @@ pub(super) fn tls(
     let roots = match &t.ca {
         Some(ca) => {
             let file = base.join(&ca.value);
-            match load_roots(&file) {
+            match super::load::load_roots(&file, "CA certificate") {
                 Ok(r) => Some(r),
                 Err(m) => {
                     errs.at(
@@ -242,21 +242,6 @@ pub fn warn_insecure_once(group: &str) {
              (anyone on the path can impersonate these servers)"
         );
     }
-}
-
-fn load_roots(file: &Path) -> Result<RootCertStore, String> {
-    let pem = super::read::read_key_file(file)?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| format!("invalid PEM certificate: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("unusable CA certificate: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err("no CERTIFICATE block in the file".into());
-    }
-    Ok(roots)
 }
 
 /// The system's trust roots, loaded once per process (rustls-native-certs

@@ -14,14 +14,13 @@ use http::uri::Authority;
 use http::{HeaderValue, Method};
 use serde_saphyr::Location;
 
-use super::load::resolve_bind_address;
+use super::load::{self, resolve_bind_address};
 use super::model::*;
 use super::route_extra;
 use super::units;
 use super::{ConfigError, ConfigErrors, RawConfig, RawGroup, RawListener, RawRoute, Spanned};
 use crate::affinity::AffinitySecret;
 use crate::balancer::hash::HashKey;
-use crate::listener::tls;
 use crate::route::{HostMatch, PathMatch, Route, ValueMatch};
 
 /// The errors found so far; each names the file, line, column and key.
@@ -274,17 +273,17 @@ fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option
         for (j, c) in t.certificates.value.iter().enumerate() {
             let cert = base.join(&c.cert.value);
             let pkey = base.join(&c.key.value);
-            match tls::load_certified_key(&cert, &pkey) {
+            match load::load_certified_key(&cert, &pkey) {
                 Ok(k) => {
                     keys.push(Arc::new(k));
                     tls_files.push((cert, pkey));
                 }
-                Err(tls::CertError::Cert(m)) => errs.at(
+                Err(load::CertError::Cert(m)) => errs.at(
                     Some(&c.cert.referenced),
                     format!("{key}.tls.certificates[{j}].cert"),
                     format!("{}: {m}", cert.display()),
                 ),
-                Err(tls::CertError::Key(m)) => errs.at(
+                Err(load::CertError::Key(m)) => errs.at(
                     Some(&c.key.referenced),
                     format!("{key}.tls.certificates[{j}].key"),
                     format!("{}: {m}", pkey.display()),
