@@ -7,21 +7,14 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::header::HeaderName;
-use http::uri::Authority;
-use http::{HeaderValue, Method};
 use serde_saphyr::Location;
 
-use super::load::{self, resolve_bind_address};
+use super::load::resolve_bind_address;
 use super::model::*;
-use super::route_extra;
 use super::units;
-use super::{ConfigError, ConfigErrors, RawConfig, RawGroup, RawListener, RawRoute, Spanned};
+use super::{ConfigError, ConfigErrors, RawConfig};
 use crate::affinity::AffinitySecret;
-use crate::balancer::hash::HashKey;
-use crate::route::{HostMatch, PathMatch, Route, ValueMatch};
 
 /// The errors found so far; each names the file, line, column and key.
 pub(super) struct Errors<'a> {
@@ -80,47 +73,8 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
         .and_then(|j| super::jwt::build(j, base, &mut errs))
         .map(Arc::new);
 
-    if raw.listeners.is_empty() {
-        errs.at(None, "listeners", "at least one listener is required");
-    }
-    let mut listeners = Vec::new();
-    let mut names = HashSet::new();
-    for (i, l) in raw.listeners.iter().enumerate() {
-        if let Some(l) = listener(l, i, base, &mut errs) {
-            if !names.insert(l.name.clone()) {
-                errs.at(
-                    Some(&raw.listeners[i].address.referenced),
-                    format!("listeners[{i}].name"),
-                    format!("duplicate listener name {:?}", l.name),
-                );
-            }
-            listeners.push(l);
-        }
-    }
-
-    let group_index: HashMap<&str, usize> = raw
-        .groups
-        .keys()
-        .enumerate()
-        .map(|(i, k)| (k.as_str(), i))
-        .collect();
-    let mut groups = Vec::new();
-    for (name, g) in &raw.groups {
-        if let Some(g) = group(name, g, secret.as_ref(), base, &mut errs) {
-            groups.push(g);
-        }
-    }
-    super::affinity::unique_cookie_names(&raw.groups, &mut errs);
-
-    let mut routes = Vec::new();
-    for (i, r) in raw.routes.iter().enumerate() {
-        if let Some(r) = route(r, i, &group_index, raw.jwt.is_some(), &mut errs) {
-            routes.push(r);
-        }
-    }
-    if raw.routes.is_empty() {
-        errs.at(None, "routes", "at least one route is required");
-    }
+    let listeners = listeners(&raw, base, &mut errs);
+    let (groups, routes) = groups_and_routes(&raw, secret.as_ref(), base, &mut errs);
     let limits = super::limits::build(
         &raw.rate_limits,
         raw.redis.as_ref(),
@@ -172,6 +126,62 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErrors> {
     })
 }
 
+/// `listeners`: at least one, names unique.
+fn listeners(raw: &RawConfig, base: &Path, errs: &mut Errors) -> Vec<ListenerConfig> {
+    if raw.listeners.is_empty() {
+        errs.at(None, "listeners", "at least one listener is required");
+    }
+    let mut listeners = Vec::new();
+    let mut names = HashSet::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        if let Some(l) = super::listeners::listener(l, i, base, errs) {
+            if !names.insert(l.name.clone()) {
+                errs.at(
+                    Some(&raw.listeners[i].address.referenced),
+                    format!("listeners[{i}].name"),
+                    format!("duplicate listener name {:?}", l.name),
+                );
+            }
+            listeners.push(l);
+        }
+    }
+    listeners
+}
+
+/// `groups` (sorted by name) and `routes` (at least one), whose `group`
+/// keys are resolved to group indexes.
+fn groups_and_routes(
+    raw: &RawConfig,
+    secret: Option<&AffinitySecret>,
+    base: &Path,
+    errs: &mut Errors,
+) -> (Vec<GroupConfig>, Vec<RouteConfig>) {
+    let group_index: HashMap<&str, usize> = raw
+        .groups
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let mut groups = Vec::new();
+    for (name, g) in &raw.groups {
+        if let Some(g) = super::groups::group(name, g, secret, base, errs) {
+            groups.push(g);
+        }
+    }
+    super::affinity::unique_cookie_names(&raw.groups, errs);
+
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        if let Some(r) = super::routes::route(r, i, &group_index, raw.jwt.is_some(), errs) {
+            routes.push(r);
+        }
+    }
+    if raw.routes.is_empty() {
+        errs.at(None, "routes", "at least one route is required");
+    }
+    (groups, routes)
+}
+
 fn access_log(
     raw: Option<&super::RawAccessLog>,
     base: &Path,
@@ -195,585 +205,4 @@ fn access_log(
     }
     config.path = raw.path.as_ref().map(|p| base.join(p));
     config
-}
-
-fn listener(l: &RawListener, i: usize, base: &Path, errs: &mut Errors) -> Option<ListenerConfig> {
-    let key = format!("listeners[{i}]");
-    let address = match resolve_bind_address(&l.address.value) {
-        Ok(a) => Some(a),
-        Err(m) => {
-            errs.at(Some(&l.address.referenced), format!("{key}.address"), m);
-            None
-        }
-    };
-    let request_header_timeout = units::nonzero_or_default(
-        l.request_header_timeout.as_ref(),
-        DEFAULT_REQUEST_HEADER_TIMEOUT,
-        format!("{key}.request_header_timeout"),
-        errs,
-    );
-    let idle_timeout = units::nonzero_or_default(
-        l.idle_timeout.as_ref(),
-        DEFAULT_IDLE_TIMEOUT,
-        format!("{key}.idle_timeout"),
-        errs,
-    );
-    let max_header_bytes = match &l.max_header_bytes {
-        None => DEFAULT_MAX_HEADER_BYTES,
-        Some(v) if v.value < 8192 => {
-            errs.at(
-                Some(&v.referenced),
-                format!("{key}.max_header_bytes"),
-                "must be at least 8192",
-            );
-            DEFAULT_MAX_HEADER_BYTES
-        }
-        Some(v) => v.value,
-    };
-    let max_headers = match &l.max_headers {
-        None => DEFAULT_MAX_HEADERS,
-        Some(v) if v.value == 0 || v.value > MAX_MAX_HEADERS => {
-            errs.at(
-                Some(&v.referenced),
-                format!("{key}.max_headers"),
-                format!("must be between 1 and {MAX_MAX_HEADERS}"),
-            );
-            DEFAULT_MAX_HEADERS
-        }
-        Some(v) => v.value,
-    };
-    let client_body_timeout = match l.client_body_timeout.as_ref().map(|d| d.value.0) {
-        None => DEFAULT_CLIENT_BODY_TIMEOUT,
-        Some(d) if d.is_zero() => {
-            errs.at(
-                Some(&l.address.referenced),
-                format!("{key}.client_body_timeout"),
-                "must be more than 0s",
-            );
-            DEFAULT_CLIENT_BODY_TIMEOUT
-        }
-        Some(d) => d,
-    };
-    let mut tls_files = Vec::new();
-    let tls = l.tls.as_ref().map(|t| {
-        if t.certificates.value.is_empty() && t.acme.is_none() {
-            // Absent `certificates` has no span: point at the listener.
-            let at = if t.certificates.referenced == serde_saphyr::Location::UNKNOWN {
-                &l.address.referenced
-            } else {
-                &t.certificates.referenced
-            };
-            errs.at(
-                Some(at),
-                format!("{key}.tls.certificates"),
-                "at least one certificate is required",
-            );
-        }
-        let mut keys = Vec::new();
-        for (j, c) in t.certificates.value.iter().enumerate() {
-            let cert = base.join(&c.cert.value);
-            let pkey = base.join(&c.key.value);
-            match load::load_certified_key(&cert, &pkey) {
-                Ok(k) => {
-                    keys.push(Arc::new(k));
-                    tls_files.push((cert, pkey));
-                }
-                Err(load::CertError::Cert(m)) => errs.at(
-                    Some(&c.cert.referenced),
-                    format!("{key}.tls.certificates[{j}].cert"),
-                    format!("{}: {m}", cert.display()),
-                ),
-                Err(load::CertError::Key(m)) => errs.at(
-                    Some(&c.key.referenced),
-                    format!("{key}.tls.certificates[{j}].key"),
-                    format!("{}: {m}", pkey.display()),
-                ),
-            }
-        }
-        keys
-    });
-    let cap = |v: &Option<Spanned<usize>>, name: &str, errs: &mut Errors| match v {
-        Some(v) if v.value == 0 => {
-            errs.at(
-                Some(&v.referenced),
-                format!("{key}.{name}"),
-                "must be at least 1",
-            );
-            None
-        }
-        Some(v) => Some(v.value),
-        None => None,
-    };
-    let max_connections = cap(&l.max_connections, "max_connections", errs);
-    let max_connections_per_ip = cap(&l.max_connections_per_ip, "max_connections_per_ip", errs);
-    let edge = super::edge::listener(l, &key, base, errs);
-    let acme = super::acme::acme(
-        l.tls.as_ref().and_then(|t| t.acme.as_ref()),
-        &key,
-        base,
-        errs,
-    );
-    let address = address?;
-    Some(ListenerConfig {
-        name: Arc::from(l.name.clone().unwrap_or_else(|| address.to_string())),
-        address,
-        tls,
-        tls_files,
-        request_header_timeout,
-        max_header_bytes,
-        idle_timeout,
-        max_connections,
-        max_connections_per_ip,
-        client_body_timeout,
-        max_headers,
-        edge,
-        acme,
-    })
-}
-
-fn group(
-    name: &str,
-    g: &RawGroup,
-    secret: Option<&AffinitySecret>,
-    base: &Path,
-    errs: &mut Errors,
-) -> Option<GroupConfig> {
-    let key = format!("groups.{name}");
-    let before = errs.list.len();
-    let algorithm = match &g.algorithm {
-        None => Algorithm::RoundRobin,
-        Some(a) => Algorithm::from_name(&a.value).unwrap_or_else(|| {
-            errs.at(
-                Some(&a.referenced),
-                format!("{key}.algorithm"),
-                format!(
-                    "unknown algorithm {:?}; expected one of round_robin, least_connections, \
-                     ip_hash, hash, least_response_time, power_of_two_choices, random",
-                    a.value
-                ),
-            );
-            Algorithm::RoundRobin
-        }),
-    };
-    let hash_key = match (&g.hash_key, algorithm) {
-        (Some(k), Algorithm::Hash) => match HashKey::parse(&k.value) {
-            Ok(k) => Some(k),
-            Err(m) => {
-                errs.at(Some(&k.referenced), format!("{key}.hash_key"), m);
-                None
-            }
-        },
-        (Some(k), other) => {
-            errs.at(
-                Some(&k.referenced),
-                format!("{key}.hash_key"),
-                format!(
-                    "only used with algorithm hash (this group uses {})",
-                    other.name()
-                ),
-            );
-            None
-        }
-        (None, Algorithm::Hash) => {
-            let loc = g.algorithm.as_ref().map(|a| &a.referenced);
-            errs.at(
-                loc,
-                format!("{key}.hash_key"),
-                "algorithm hash needs hash_key: header:NAME, cookie:NAME or query:NAME",
-            );
-            None
-        }
-        (None, _) => None,
-    };
-    let default_rtt = match &g.default_rtt {
-        Some(d) if algorithm != Algorithm::LeastResponseTime => {
-            errs.at(
-                Some(&d.referenced),
-                format!("{key}.default_rtt"),
-                format!(
-                    "only used with algorithm least_response_time (this group uses {})",
-                    algorithm.name()
-                ),
-            );
-            DEFAULT_RTT
-        }
-        Some(d) => positive_duration(d, format!("{key}.default_rtt"), errs).unwrap_or(DEFAULT_RTT),
-        None => DEFAULT_RTT,
-    };
-    let ewma_decay = g
-        .ewma_decay
-        .as_ref()
-        .and_then(|d| positive_duration(d, format!("{key}.ewma_decay"), errs))
-        .unwrap_or(DEFAULT_EWMA_DECAY);
-    let health_check = g
-        .health_check
-        .as_ref()
-        .and_then(|h| super::health::health_check(h, &key, errs));
-    let passive = g
-        .passive
-        .as_ref()
-        .and_then(|p| super::health::passive(p, &key, errs));
-    let protocol = super::upstream_tls::protocol(g.protocol.as_ref(), &key, errs);
-    let tls = g
-        .tls
-        .as_ref()
-        .and_then(|t| super::upstream_tls::tls(t, &key, base, errs));
-
-    let discovery = g
-        .discovery
-        .as_ref()
-        .and_then(|d| super::discovery::discovery(d, &key, errs));
-    if g.servers.value.is_empty() && g.discovery.is_none() {
-        errs.at(
-            Some(&g.servers.referenced),
-            format!("{key}.servers"),
-            "at least one server is required (or a discovery section)",
-        );
-    }
-    let mut servers = Vec::new();
-    let mut ids = HashSet::new();
-    for (i, s) in g.servers.value.iter().enumerate() {
-        let skey = format!("{key}.servers[{i}]");
-        let address = match parse_server_address(&s.address.value) {
-            Ok(a) => a,
-            Err(m) => {
-                errs.at(Some(&s.address.referenced), format!("{skey}.address"), m);
-                continue;
-            }
-        };
-        let weight = match &s.weight {
-            None => 1,
-            Some(w) if (1..=MAX_WEIGHT).contains(&w.value) => w.value,
-            Some(w) => {
-                errs.at(
-                    Some(&w.referenced),
-                    format!("{skey}.weight"),
-                    format!("must be between 1 and {MAX_WEIGHT}"),
-                );
-                1
-            }
-        };
-        let (id, loc) = match &s.id {
-            Some(id) if id.value.is_empty() => {
-                errs.at(
-                    Some(&id.referenced),
-                    format!("{skey}.id"),
-                    "must not be empty",
-                );
-                continue;
-            }
-            Some(id) => (id.value.clone(), &id.referenced),
-            None => (s.address.value.clone(), &s.address.referenced),
-        };
-        if !ids.insert(id.clone()) {
-            errs.at(
-                Some(loc),
-                format!("{skey}.id"),
-                format!("duplicate server id {id:?} in group {name:?}"),
-            );
-        }
-        servers.push(ServerConfig {
-            id: Arc::from(id),
-            address,
-            weight,
-            edge: super::edge::server(s, &skey, errs),
-        });
-    }
-
-    let sticky = g
-        .sticky
-        .as_ref()
-        .and_then(|s| super::affinity::sticky(s, &key, secret, &servers, errs));
-
-    let retries = g.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value);
-    if let Some(r) = &g.retries {
-        if r.value > 16 {
-            errs.at(
-                Some(&r.referenced),
-                format!("{key}.retries"),
-                "must be at most 16",
-            );
-        }
-    }
-    let connect = units::nonzero_or_default(
-        g.timeouts.connect.as_ref(),
-        DEFAULT_CONNECT_TIMEOUT,
-        format!("{key}.timeouts.connect"),
-        errs,
-    );
-    let response = units::nonzero_or_default(
-        g.timeouts.response.as_ref(),
-        DEFAULT_RESPONSE_TIMEOUT,
-        format!("{key}.timeouts.response"),
-        errs,
-    );
-    let pool_idle_timeout = units::nonzero_or_default(
-        g.pool.idle_timeout.as_ref(),
-        DEFAULT_POOL_IDLE_TIMEOUT,
-        format!("{key}.pool.idle_timeout"),
-        errs,
-    );
-    let server_edges: Vec<_> = servers.iter().map(|s| s.edge).collect();
-    let edge = super::edge::group(g, &key, connect, &server_edges, errs);
-    if let (Some(pp), super::upstream_tls::UpstreamProtocol::Http2) =
-        (g.proxy_protocol.as_ref(), protocol)
-    {
-        // A PROXY header names one client; an HTTP/2 connection carries the
-        // requests of many (HAProxy makes such connections private instead).
-        errs.at(
-            Some(&pp.referenced),
-            format!("{key}.proxy_protocol"),
-            "proxy_protocol needs protocol: http1 (an HTTP/2 connection is shared by many clients, a PROXY header names one)".to_string(),
-        );
-    }
-    if errs.list.len() > before {
-        return None;
-    }
-    Some(GroupConfig {
-        name: Arc::from(name),
-        algorithm,
-        hash_key,
-        default_rtt,
-        ewma_decay,
-        servers,
-        timeouts: Timeouts { connect, response },
-        retries,
-        sticky,
-        pool_idle_timeout,
-        pool_max_idle_per_server: g.pool.max_idle_per_server.unwrap_or(DEFAULT_POOL_MAX_IDLE),
-        health_check,
-        passive,
-        fail_open: g.fail_open.unwrap_or(false),
-        protocol,
-        tls: tls.map(Arc::new),
-        edge,
-        discovery,
-    })
-}
-
-/// A humantime duration (`50ms`, `10s`) greater than zero.
-fn positive_duration(d: &Spanned<String>, key: String, errs: &mut Errors) -> Option<Duration> {
-    units::positive(d, key, "50ms or 10s", errs)
-}
-
-/// A server address must be `host:port` with an explicit port and nothing else.
-fn parse_server_address(s: &str) -> Result<Authority, String> {
-    let bad = || format!("{s:?} is not host:port");
-    let a: Authority = s.parse().map_err(|_| bad())?;
-    if a.port_u16().is_none() || a.as_str().contains('@') || a.host().is_empty() {
-        return Err(bad());
-    }
-    Ok(a)
-}
-
-fn route(
-    r: &RawRoute,
-    i: usize,
-    groups: &HashMap<&str, usize>,
-    has_jwt: bool,
-    errs: &mut Errors,
-) -> Option<RouteConfig> {
-    let key = format!("routes[{i}]");
-    let before = errs.list.len();
-    let m = &r.matchers;
-    let extra = route_extra::build(r, &key, has_jwt, errs);
-
-    let content = super::content::build(r, &key, errs);
-    let group = match &r.group {
-        Some(g) => groups.get(g.value.as_str()).copied(),
-        None => Some(crate::route::NO_GROUP),
-    };
-    if let (None, Some(g)) = (group, &r.group) {
-        errs.at(
-            Some(&g.referenced),
-            format!("{key}.group"),
-            format!("no group named {:?} under groups", g.value),
-        );
-    }
-    let host = m
-        .host
-        .as_ref()
-        .and_then(|h| match HostMatch::parse(&h.value) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                errs.at(Some(&h.referenced), format!("{key}.match.host"), e);
-                None
-            }
-        });
-    let path = match (&m.path_prefix, &m.path) {
-        (Some(_), Some(p)) => {
-            errs.at(
-                Some(&p.referenced),
-                format!("{key}.match.path"),
-                "use path or path_prefix, not both",
-            );
-            PathMatch::Any
-        }
-        (Some(p), None) => PathMatch::prefix(&p.value).unwrap_or_else(|e| {
-            errs.at(Some(&p.referenced), format!("{key}.match.path_prefix"), e);
-            PathMatch::Any
-        }),
-        (None, Some(p)) => PathMatch::pattern(&p.value).unwrap_or_else(|e| {
-            errs.at(Some(&p.referenced), format!("{key}.match.path"), e);
-            PathMatch::Any
-        }),
-        (None, None) => PathMatch::Any,
-    };
-    let mut methods = Vec::new();
-    if let Some(ms) = &m.methods {
-        for (j, name) in ms.value.iter().enumerate() {
-            match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
-                Ok(method) => methods.push(method),
-                Err(_) => errs.at(
-                    Some(&ms.referenced),
-                    format!("{key}.match.methods[{j}]"),
-                    format!("{name:?} is not an HTTP method"),
-                ),
-            }
-        }
-    }
-    let mut headers = Vec::new();
-    if let Some(hs) = &m.headers {
-        for (name, value) in &hs.value {
-            let hkey = format!("{key}.match.headers.{name}");
-            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
-                errs.at(Some(&hs.referenced), hkey, "not a valid header name");
-                continue;
-            };
-            if !value.starts_with('~') && HeaderValue::from_str(value).is_err() {
-                errs.at(Some(&hs.referenced), hkey, "not a valid header value");
-                continue;
-            }
-            let matcher = match ValueMatch::parse(value) {
-                Ok(m) => m,
-                Err(e) => {
-                    errs.at(Some(&hs.referenced), hkey, e);
-                    continue;
-                }
-            };
-            headers.push((name, matcher));
-        }
-    }
-    if errs.list.len() > before {
-        return None;
-    }
-    Some(Route {
-        name: Arc::from(r.name.clone().unwrap_or_else(|| format!("route-{}", i + 1))),
-        host,
-        path,
-        methods,
-        headers,
-        query: extra.query,
-        cookies: extra.cookies,
-        jwt_claims: extra.jwt_claims,
-        forward_claims: extra.forward_claims,
-        content,
-        group: group?,
-    })
-}
-
-#[cfg(test)]
-mod balancing_tests {
-    use std::path::Path;
-
-    use super::*;
-
-    fn group_yaml(extra: &str) -> String {
-        format!(
-            "listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - group: g\ngroups:\n  g:\n{extra}    servers:\n      - address: 127.0.0.1:9001\n"
-        )
-    }
-
-    fn load(extra: &str) -> Result<Config, String> {
-        crate::config::load_str(&group_yaml(extra), Path::new("t.yaml")).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn every_algorithm_is_accepted() {
-        for (name, alg) in Algorithm::ALL {
-            let extra = if name == "hash" {
-                format!("    algorithm: {name}\n    hash_key: header:x-user\n")
-            } else {
-                format!("    algorithm: {name}\n")
-            };
-            let c = load(&extra).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(c.groups[0].algorithm, alg);
-            assert_eq!(alg.name(), name);
-        }
-        let c = load("").unwrap();
-        assert_eq!(c.groups[0].algorithm, Algorithm::RoundRobin);
-        assert_eq!(c.groups[0].default_rtt, DEFAULT_RTT);
-        assert_eq!(c.groups[0].ewma_decay, DEFAULT_EWMA_DECAY);
-    }
-
-    #[test]
-    fn hash_key_rules() {
-        let c = load("    algorithm: hash\n    hash_key: cookie:sid\n").unwrap();
-        assert_eq!(c.groups[0].hash_key, Some(HashKey::Cookie("sid".into())));
-        let e = load("    algorithm: hash\n").unwrap_err();
-        assert!(
-            e.contains("t.yaml:7:16: groups.g.hash_key: algorithm hash needs hash_key"),
-            "{e}"
-        );
-        let e = load("    algorithm: ip_hash\n    hash_key: header:x\n").unwrap_err();
-        assert!(
-            e.contains(
-                "groups.g.hash_key: only used with algorithm hash (this group uses ip_hash)"
-            ),
-            "{e}"
-        );
-        let e = load("    algorithm: hash\n    hash_key: body:x\n").unwrap_err();
-        assert!(
-            e.contains("t.yaml:8:15: groups.g.hash_key:") && e.contains("unknown key source"),
-            "{e}"
-        );
-        let e = load("    algorithm: hash\n    hash_key: \"header:bad name\"\n").unwrap_err();
-        assert!(e.contains("not a valid header name"), "{e}");
-    }
-
-    #[test]
-    fn ewma_keys() {
-        let c =
-            load("    algorithm: least_response_time\n    default_rtt: 50ms\n    ewma_decay: 2s\n")
-                .unwrap();
-        assert_eq!(c.groups[0].default_rtt, Duration::from_millis(50));
-        assert_eq!(c.groups[0].ewma_decay, Duration::from_secs(2));
-        let e = load("    default_rtt: 50ms\n").unwrap_err();
-        assert!(
-            e.contains("groups.g.default_rtt: only used with algorithm least_response_time"),
-            "{e}"
-        );
-        let e = load("    algorithm: least_response_time\n    default_rtt: fast\n").unwrap_err();
-        assert!(
-            e.contains("t.yaml:8:18: groups.g.default_rtt:") && e.contains("not a duration"),
-            "{e}"
-        );
-        let e = load("    ewma_decay: 0s\n").unwrap_err();
-        assert!(
-            e.contains("groups.g.ewma_decay: must be greater than 0"),
-            "{e}"
-        );
-        let e = load("    algorithm: fastest\n").unwrap_err();
-        assert!(e.contains("unknown algorithm \"fastest\""), "{e}");
-    }
-
-    #[test]
-    fn zero_timeouts_are_rejected() {
-        let yaml = "drain_timeout: 0s\nlisteners:\n  - address: 127.0.0.1:0\n    request_header_timeout: 0s\n    idle_timeout: 0ms\nroutes:\n  - group: g\ngroups:\n  g:\n    timeouts: { connect: 0s, response: 0s }\n    pool: { idle_timeout: 0s }\n    servers:\n      - address: 127.0.0.1:9001\n";
-        let e = crate::config::load_str(yaml, Path::new("t.yaml"))
-            .unwrap_err()
-            .to_string();
-        for want in [
-            "t.yaml:1:16: drain_timeout: must be more than 0s",
-            "t.yaml:4:29: listeners[0].request_header_timeout: must be more than 0s",
-            "t.yaml:5:19: listeners[0].idle_timeout: must be more than 0s",
-            "groups.g.timeouts.connect: must be more than 0s",
-            "groups.g.timeouts.response: must be more than 0s",
-            "groups.g.pool.idle_timeout: must be more than 0s",
-        ] {
-            assert!(e.contains(want), "{want} not in\n{e}");
-        }
-        let yaml = yaml.replace(" 0s", " 1s").replace(" 0ms", " 1ms");
-        crate::config::load_str(&yaml, Path::new("t.yaml")).unwrap();
-    }
 }
