@@ -72,6 +72,38 @@ pub(super) fn group(
         .as_ref()
         .and_then(|s| super::affinity::sticky(s, &key, secret, &servers, errs));
 
+    let retries = retries(g, &key, errs);
+    let (timeouts, pool_idle_timeout) = timeouts(g, &key, errs);
+    let server_edges: Vec<_> = servers.iter().map(|s| s.edge).collect();
+    let edge = super::edge::group(g, &key, timeouts.connect, &server_edges, errs);
+    proxy_protocol_needs_http1(g, protocol, &key, errs);
+    if errs.list.len() > before {
+        return None;
+    }
+    Some(GroupConfig {
+        name: Arc::from(name),
+        algorithm,
+        hash_key,
+        default_rtt,
+        ewma_decay,
+        servers,
+        timeouts,
+        retries,
+        sticky,
+        pool_idle_timeout,
+        pool_max_idle_per_server: g.pool.max_idle_per_server.unwrap_or(DEFAULT_POOL_MAX_IDLE),
+        health_check,
+        passive,
+        fail_open: g.fail_open.unwrap_or(false),
+        protocol,
+        tls: tls.map(Arc::new),
+        edge,
+        discovery,
+    })
+}
+
+/// `retries` (at most 16).
+fn retries(g: &RawGroup, key: &str, errs: &mut Errors) -> u32 {
     let retries = g.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value);
     if let Some(r) = &g.retries {
         if r.value > 16 {
@@ -82,6 +114,11 @@ pub(super) fn group(
             );
         }
     }
+    retries
+}
+
+/// `timeouts.connect`, `timeouts.response` and `pool.idle_timeout` (each above 0).
+fn timeouts(g: &RawGroup, key: &str, errs: &mut Errors) -> (Timeouts, Duration) {
     let connect = units::nonzero_or_default(
         g.timeouts.connect.as_ref(),
         DEFAULT_CONNECT_TIMEOUT,
@@ -100,42 +137,26 @@ pub(super) fn group(
         format!("{key}.pool.idle_timeout"),
         errs,
     );
-    let server_edges: Vec<_> = servers.iter().map(|s| s.edge).collect();
-    let edge = super::edge::group(g, &key, connect, &server_edges, errs);
+    (Timeouts { connect, response }, pool_idle_timeout)
+}
+
+/// A PROXY header names one client; an HTTP/2 connection carries the
+/// requests of many (HAProxy makes such connections private instead).
+fn proxy_protocol_needs_http1(
+    g: &RawGroup,
+    protocol: super::upstream_tls::UpstreamProtocol,
+    key: &str,
+    errs: &mut Errors,
+) {
     if let (Some(pp), super::upstream_tls::UpstreamProtocol::Http2) =
         (g.proxy_protocol.as_ref(), protocol)
     {
-        // A PROXY header names one client; an HTTP/2 connection carries the
-        // requests of many (HAProxy makes such connections private instead).
         errs.at(
             Some(&pp.referenced),
             format!("{key}.proxy_protocol"),
             "proxy_protocol needs protocol: http1 (an HTTP/2 connection is shared by many clients, a PROXY header names one)".to_string(),
         );
     }
-    if errs.list.len() > before {
-        return None;
-    }
-    Some(GroupConfig {
-        name: Arc::from(name),
-        algorithm,
-        hash_key,
-        default_rtt,
-        ewma_decay,
-        servers,
-        timeouts: Timeouts { connect, response },
-        retries,
-        sticky,
-        pool_idle_timeout,
-        pool_max_idle_per_server: g.pool.max_idle_per_server.unwrap_or(DEFAULT_POOL_MAX_IDLE),
-        health_check,
-        passive,
-        fail_open: g.fail_open.unwrap_or(false),
-        protocol,
-        tls: tls.map(Arc::new),
-        edge,
-        discovery,
-    })
 }
 
 fn balancing(g: &RawGroup, key: &str, errs: &mut Errors) -> Balancing {

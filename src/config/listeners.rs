@@ -58,20 +58,13 @@ pub(super) fn listener(
         .tls
         .as_ref()
         .map(|t| certificates(l, t, &key, base, &mut tls_files, errs));
-    let cap = |v: &Option<Spanned<usize>>, name: &str, errs: &mut Errors| match v {
-        Some(v) if v.value == 0 => {
-            errs.at(
-                Some(&v.referenced),
-                format!("{key}.{name}"),
-                "must be at least 1",
-            );
-            None
-        }
-        Some(v) => Some(v.value),
-        None => None,
-    };
-    let max_connections = cap(&l.max_connections, "max_connections", errs);
-    let max_connections_per_ip = cap(&l.max_connections_per_ip, "max_connections_per_ip", errs);
+    let max_connections = cap(&l.max_connections, &key, "max_connections", errs);
+    let max_connections_per_ip = cap(
+        &l.max_connections_per_ip,
+        &key,
+        "max_connections_per_ip",
+        errs,
+    );
     let edge = super::edge::listener(l, &key, base, errs);
     let acme = super::acme::acme(
         l.tls.as_ref().and_then(|t| t.acme.as_ref()),
@@ -95,6 +88,22 @@ pub(super) fn listener(
         edge,
         acme,
     })
+}
+
+/// A connection cap (`max_connections`, `max_connections_per_ip`): at least 1.
+fn cap(v: &Option<Spanned<usize>>, key: &str, name: &str, errs: &mut Errors) -> Option<usize> {
+    match v {
+        Some(v) if v.value == 0 => {
+            errs.at(
+                Some(&v.referenced),
+                format!("{key}.{name}"),
+                "must be at least 1",
+            );
+            None
+        }
+        Some(v) => Some(v.value),
+        None => None,
+    }
 }
 
 /// `max_header_bytes` and `max_headers`.

@@ -31,6 +31,18 @@ pub(super) fn resolve_bind_address(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
+/// The value of environment variable `name` (a secret or token named by the
+/// config); the error says why there is none: `is not set` or `is not valid UTF-8`.
+///
+/// # Errors
+/// When the variable is unset or not UTF-8.
+pub(super) fn env_var(name: &str) -> Result<String, &'static str> {
+    std::env::var(name).map_err(|e| match e {
+        std::env::VarError::NotPresent => "is not set",
+        std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
+    })
+}
+
 /// Largest config file accepted, in bytes (a guard against feeding weir a wrong file).
 pub const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
 
