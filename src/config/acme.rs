@@ -92,48 +92,8 @@ pub(super) fn acme(
             "must be an https:// URL",
         );
     }
-    if raw.domains.value.is_empty() {
-        errs.at(
-            Some(&raw.domains.referenced),
-            format!("{key}.domains"),
-            "at least one domain is required",
-        );
-    }
-    let mut domains = Vec::new();
-    for (i, d) in raw.domains.value.iter().enumerate() {
-        let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
-        let ok = !d.is_empty()
-            && d.len() <= 253
-            && d.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        if !ok {
-            errs.at(
-                Some(&raw.domains.referenced),
-                format!("{key}.domains[{i}]"),
-                format!("{d:?} is not a DNS name"),
-            );
-        }
-        if !domains.contains(&d) {
-            domains.push(d);
-        }
-    }
-    let challenge = match raw.challenge.as_ref().map(|c| c.value.as_str()) {
-        None | Some("http-01") => AcmeChallenge::Http01,
-        Some("tls-alpn-01") => AcmeChallenge::TlsAlpn01,
-        Some(other) => {
-            if let Some(c) = &raw.challenge {
-                errs.at(
-                    Some(&c.referenced),
-                    format!("{key}.challenge"),
-                    format!("unknown challenge {other:?}: use http-01 or tls-alpn-01"),
-                );
-            }
-            AcmeChallenge::Http01
-        }
-    };
+    let domains = domains(raw, &key, errs);
+    let challenge = challenge(raw, &key, errs);
     let directory_ca = raw.directory_ca.as_ref().and_then(|p| {
         let path = base.join(&p.value);
         match super::load::load_roots(&path, "certificate") {
@@ -169,4 +129,55 @@ pub(super) fn acme(
         storage: base.join(&raw.storage.value),
         renew_before,
     }))
+}
+
+/// `domains`: at least one DNS name, lowercased, duplicates dropped.
+fn domains(raw: &RawAcme, key: &str, errs: &mut Errors) -> Vec<String> {
+    if raw.domains.value.is_empty() {
+        errs.at(
+            Some(&raw.domains.referenced),
+            format!("{key}.domains"),
+            "at least one domain is required",
+        );
+    }
+    let mut domains = Vec::new();
+    for (i, d) in raw.domains.value.iter().enumerate() {
+        let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+        let ok = !d.is_empty()
+            && d.len() <= 253
+            && d.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !ok {
+            errs.at(
+                Some(&raw.domains.referenced),
+                format!("{key}.domains[{i}]"),
+                format!("{d:?} is not a DNS name"),
+            );
+        }
+        if !domains.contains(&d) {
+            domains.push(d);
+        }
+    }
+    domains
+}
+
+/// `challenge`: `http-01` (default) or `tls-alpn-01`.
+fn challenge(raw: &RawAcme, key: &str, errs: &mut Errors) -> AcmeChallenge {
+    match raw.challenge.as_ref().map(|c| c.value.as_str()) {
+        None | Some("http-01") => AcmeChallenge::Http01,
+        Some("tls-alpn-01") => AcmeChallenge::TlsAlpn01,
+        Some(other) => {
+            if let Some(c) = &raw.challenge {
+                errs.at(
+                    Some(&c.referenced),
+                    format!("{key}.challenge"),
+                    format!("unknown challenge {other:?}: use http-01 or tls-alpn-01"),
+                );
+            }
+            AcmeChallenge::Http01
+        }
+    }
 }

@@ -87,6 +87,21 @@ pub(super) fn health_check(
         format!("{key}.unhealthy_threshold"),
         errs,
     );
+    let kind = probe_kind(raw, &key, errs);
+    if errs.list.len() > before {
+        return None;
+    }
+    Some(HealthCheck {
+        kind,
+        interval,
+        timeout,
+        healthy_threshold,
+        unhealthy_threshold,
+    })
+}
+
+/// `type` and the keys of that type (an http key on a tcp check is an error).
+fn probe_kind(raw: &RawHealthCheck, key: &str, errs: &mut Errors) -> ProbeKind {
     let kind_name = match &raw.kind {
         None => "http",
         Some(k) => match k.value.as_str() {
@@ -112,8 +127,8 @@ pub(super) fn health_check(
             );
         }
     }
-    let kind = if kind_name == "http" {
-        ProbeKind::Http(http_probe(raw, &key, errs))
+    if kind_name == "http" {
+        ProbeKind::Http(http_probe(raw, key, errs))
     } else {
         let http_only = [
             ("path", raw.path.as_ref().map(|v| &v.referenced)),
@@ -145,17 +160,7 @@ pub(super) fn health_check(
                     .unwrap_or_default(),
             })
         }
-    };
-    if errs.list.len() > before {
-        return None;
     }
-    Some(HealthCheck {
-        kind,
-        interval,
-        timeout,
-        healthy_threshold,
-        unhealthy_threshold,
-    })
 }
 
 fn http_probe(raw: &RawHealthCheck, key: &str, errs: &mut Errors) -> HttpProbe {
