@@ -6,6 +6,18 @@
 //! (addresses, patterns, references between sections) are wrapped in
 //! [`Spanned`] so that [`validate`] can name their line and column. Defaults
 //! are documented on each field and applied in [`validate`].
+//!
+//! Three jobs, three kinds of file:
+//! - [`model`]: the validated runtime types ([`Config`], [`GroupConfig`], …)
+//!   that the rest of weir reads;
+//! - [`validate`] and the per-section files it calls (`listeners.rs`,
+//!   `groups.rs`, `routes.rs`, `content.rs`, `rewrite.rs`, `redirect.rs`,
+//!   `compression.rs`, `health.rs`, `affinity.rs`, `jwt.rs`, `limits.rs`,
+//!   `cache.rs`, `edge.rs`, `upstream_tls.rs`, `discovery.rs`, `acme.rs`,
+//!   `admin.rs`): raw → model, every error with file:line:col and key;
+//!   durations and byte sizes through [`units`];
+//! - [`load`] (with [`read`]): the I/O — the file itself, secrets from the
+//!   environment and files, certificates, keys, trust roots, bind-address DNS.
 
 pub mod acme;
 mod admin;
@@ -327,7 +339,7 @@ pub struct RawSticky {
 }
 
 /// Active health check of a group (`groups.*.health_check`). Defaults are in
-/// [`validate`] (`DEFAULT_HC_*`).
+/// `health.rs` (`DEFAULT_HC_*`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
@@ -377,7 +389,7 @@ pub enum RawStatus {
 }
 
 /// Passive ejection of a group (`groups.*.passive`), after Envoy's outlier
-/// detection. Defaults are in [`validate`] (`DEFAULT_PASSIVE_*`).
+/// detection. Defaults are in `health.rs` (`DEFAULT_PASSIVE_*`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPassive {

@@ -1,5 +1,8 @@
-//! Raw config → runtime [`Config`]: parsed addresses, loaded certificates,
-//! compiled route matchers, route → group references checked, defaults applied.
+//! Raw config → runtime [`Config`] (`model.rs`): the top-level keys here,
+//! each section in its own file (`listeners.rs`, `groups.rs`, `routes.rs`, …);
+//! parsed addresses, compiled route matchers, route → group references
+//! checked, defaults applied. What needs I/O (secrets, certificates, key
+//! files, DNS) is read through `load.rs`.
 //!
 //! Validation collects every error it finds rather than stopping at the first,
 //! so `weir --check` shows them all at once.
