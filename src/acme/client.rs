@@ -14,8 +14,7 @@ use http::Request;
 use hyper_util::rt::TokioIo;
 use instant_acme::{BodyWrapper, BytesResponse, Error, HttpClient};
 use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 
 /// Longest time one ACME request (connect, TLS, exchange) may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,18 +24,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// # Errors
 /// When the file is unreadable or holds no usable certificate.
 pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
-    let pem = crate::config::read::read_key_file(path)?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| format!("invalid PEM certificate: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("unusable certificate: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err("no CERTIFICATE block in the file".into());
-    }
-    Ok(roots)
+    crate::config::load::load_roots(path, "certificate")
 }
 
 /// An [`HttpClient`] for instant-acme over weir's own hyper and rustls.

@@ -23,6 +23,7 @@
 //!
 //! See `docs/balancing.md` for formulas and benchmarks.
 
+mod algorithm;
 pub mod hash;
 pub mod hash_key;
 pub mod least_connections;
@@ -40,8 +41,8 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, Uri};
 
-use crate::config::{Algorithm, GroupConfig};
 use crate::upstream::Server;
+pub use algorithm::{Algorithm, BalancerParams};
 
 /// What a balancer may look at in the request.
 #[derive(Debug, Clone, Copy)]
@@ -70,19 +71,19 @@ pub trait Balancer: Send + Sync + Debug {
 /// Builds the balancer of `group`'s algorithm for `servers` (the group's
 /// servers, in config order). `hash` without a `hash_key` (which validation
 /// rejects) hashes nothing and falls back to round robin.
-pub fn build(group: &GroupConfig, servers: &[Server]) -> Box<dyn Balancer> {
-    match group.algorithm {
+pub fn build(group: &impl BalancerParams, servers: &[Server]) -> Box<dyn Balancer> {
+    match group.algorithm() {
         Algorithm::RoundRobin => Box::new(round_robin::SmoothWeighted::new(servers)),
         Algorithm::LeastConnections => Box::new(least_connections::LeastConnections::new(servers)),
         Algorithm::IpHash => Box::new(hash::ConsistentHash::client_ip(servers)),
-        Algorithm::Hash => match &group.hash_key {
+        Algorithm::Hash => match group.hash_key() {
             Some(key) => Box::new(hash::ConsistentHash::key(servers, key.clone())),
             None => Box::new(round_robin::SmoothWeighted::new(servers)),
         },
         Algorithm::LeastResponseTime => Box::new(least_response_time::LeastResponseTime::new(
             servers,
-            group.default_rtt,
-            group.ewma_decay,
+            group.default_rtt(),
+            group.ewma_decay(),
         )),
         Algorithm::PowerOfTwoChoices => Box::new(p2c::PowerOfTwoChoices::new(servers)),
         Algorithm::Random => Box::new(random::WeightedRandom::new(servers)),

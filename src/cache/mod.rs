@@ -209,7 +209,7 @@ impl RouteCaches {
     /// registry's cache when its sizes did not change.
     pub fn build(
         settings: &CacheSettings,
-        routes: &[crate::config::RouteConfig],
+        routes: &[crate::route::Route],
         registry: &CacheRegistry,
     ) -> Self {
         RouteCaches {

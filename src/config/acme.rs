@@ -1,6 +1,6 @@
 //! `listeners[].tls.acme`: automatic certificates (ACME, RFC 8555). The raw
 //! struct, the validated [`AcmeConfig`] and its checks (hooked from
-//! `validate.rs`); the client itself is `crate::acme`.
+//! `validate.rs`); the client itself is the top-level `acme` module.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,8 +35,7 @@ pub struct RawAcme {
     /// restarts and shared by instances (created when missing).
     pub storage: Spanned<PathBuf>,
     /// Renew this long before the certificate expires (default `30d`).
-    #[serde(default, with = "humantime_serde")]
-    pub renew_before: Option<Duration>,
+    pub renew_before: Option<Spanned<super::HumanDuration>>,
 }
 
 /// How the ACME server validates control of a domain.
@@ -93,6 +92,47 @@ pub(super) fn acme(
             "must be an https:// URL",
         );
     }
+    let domains = domains(raw, &key, errs);
+    let challenge = challenge(raw, &key, errs);
+    let directory_ca = raw.directory_ca.as_ref().and_then(|p| {
+        let path = base.join(&p.value);
+        match super::load::load_roots(&path, "certificate") {
+            Ok(_) => Some(path),
+            Err(e) => {
+                errs.at(
+                    Some(&p.referenced),
+                    format!("{key}.directory_ca"),
+                    format!("{}: {e}", path.display()),
+                );
+                None
+            }
+        }
+    });
+    let renew_before = match raw.renew_before.as_ref().map(|d| d.value.0) {
+        None => DEFAULT_RENEW_BEFORE,
+        Some(d) if d.is_zero() => {
+            errs.at(
+                Some(&raw.directory.referenced),
+                format!("{key}.renew_before"),
+                "must be more than 0s",
+            );
+            DEFAULT_RENEW_BEFORE
+        }
+        Some(d) => d,
+    };
+    Some(Arc::new(AcmeConfig {
+        directory: dir.to_owned(),
+        domains,
+        contact: raw.contact.clone(),
+        challenge,
+        directory_ca,
+        storage: base.join(&raw.storage.value),
+        renew_before,
+    }))
+}
+
+/// `domains`: at least one DNS name, lowercased, duplicates dropped.
+fn domains(raw: &RawAcme, key: &str, errs: &mut Errors) -> Vec<String> {
     if raw.domains.value.is_empty() {
         errs.at(
             Some(&raw.domains.referenced),
@@ -121,7 +161,12 @@ pub(super) fn acme(
             domains.push(d);
         }
     }
-    let challenge = match raw.challenge.as_ref().map(|c| c.value.as_str()) {
+    domains
+}
+
+/// `challenge`: `http-01` (default) or `tls-alpn-01`.
+fn challenge(raw: &RawAcme, key: &str, errs: &mut Errors) -> AcmeChallenge {
+    match raw.challenge.as_ref().map(|c| c.value.as_str()) {
         None | Some("http-01") => AcmeChallenge::Http01,
         Some("tls-alpn-01") => AcmeChallenge::TlsAlpn01,
         Some(other) => {
@@ -134,40 +179,5 @@ pub(super) fn acme(
             }
             AcmeChallenge::Http01
         }
-    };
-    let directory_ca = raw.directory_ca.as_ref().and_then(|p| {
-        let path = base.join(&p.value);
-        match crate::acme::client::load_roots(&path) {
-            Ok(_) => Some(path),
-            Err(e) => {
-                errs.at(
-                    Some(&p.referenced),
-                    format!("{key}.directory_ca"),
-                    format!("{}: {e}", path.display()),
-                );
-                None
-            }
-        }
-    });
-    let renew_before = match raw.renew_before {
-        None => DEFAULT_RENEW_BEFORE,
-        Some(d) if d.is_zero() => {
-            errs.at(
-                Some(&raw.directory.referenced),
-                format!("{key}.renew_before"),
-                "must be more than 0s",
-            );
-            DEFAULT_RENEW_BEFORE
-        }
-        Some(d) => d,
-    };
-    Some(Arc::new(AcmeConfig {
-        directory: dir.to_owned(),
-        domains,
-        contact: raw.contact.clone(),
-        challenge,
-        directory_ca,
-        storage: base.join(&raw.storage.value),
-        renew_before,
-    }))
+    }
 }

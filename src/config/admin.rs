@@ -31,13 +31,9 @@ pub(super) fn token(a: &RawAdmin, base: &Path, errs: &mut Errors) -> Option<Arc<
     let (key, loc, bytes) = if let Some(t) = &a.token {
         ("admin.token", &t.referenced, t.value.clone().into_bytes())
     } else if let Some(env) = &a.token_env {
-        match std::env::var(&env.value) {
+        match super::load::env_var(&env.value) {
             Ok(v) => ("admin.token_env", &env.referenced, v.into_bytes()),
-            Err(e) => {
-                let why = match e {
-                    std::env::VarError::NotPresent => "is not set",
-                    std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
-                };
+            Err(why) => {
                 errs.at(
                     Some(&env.referenced),
                     "admin.token_env",

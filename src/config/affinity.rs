@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 
-use super::validate::{Errors, ServerConfig};
+use super::model::ServerConfig;
+use super::validate::Errors;
 use super::{RawAffinity, RawGroup, RawSticky};
 use crate::affinity::codec::MAX_ID_LEN;
 use crate::affinity::{AffinitySecret, SameSite, Secure, StickyConfig};
@@ -49,7 +50,24 @@ pub(super) fn secret(
         );
         return None;
     }
-    let (key, loc, bytes) = if let Some(env) = &a.secret_env {
+    let (key, loc, bytes) = secret_bytes(a, base, errs)?;
+    match AffinitySecret::new(&bytes) {
+        Ok(s) => Some(s),
+        Err(m) => {
+            errs.at(Some(loc), key, m);
+            None
+        }
+    }
+}
+
+/// The secret's key, location and bytes, read from the environment, a file
+/// or the config itself.
+fn secret_bytes<'a>(
+    a: &'a RawAffinity,
+    base: &Path,
+    errs: &mut Errors,
+) -> Option<(&'static str, &'a Location, Vec<u8>)> {
+    let found = if let Some(env) = &a.secret_env {
         let key = "affinity.secret_env";
         if env.value.is_empty() {
             errs.at(
@@ -59,21 +77,13 @@ pub(super) fn secret(
             );
             return None;
         }
-        match std::env::var(&env.value) {
+        match super::load::env_var(&env.value) {
             Ok(v) => (key, &env.referenced, v.into_bytes()),
-            Err(std::env::VarError::NotPresent) => {
+            Err(why) => {
                 errs.at(
                     Some(&env.referenced),
                     key,
-                    format!("environment variable {} is not set", env.value),
-                );
-                return None;
-            }
-            Err(std::env::VarError::NotUnicode(_)) => {
-                errs.at(
-                    Some(&env.referenced),
-                    key,
-                    format!("environment variable {} is not valid UTF-8", env.value),
+                    format!("environment variable {} {why}", env.value),
                 );
                 return None;
             }
@@ -101,13 +111,7 @@ pub(super) fn secret(
     } else {
         return None;
     };
-    match AffinitySecret::new(&bytes) {
-        Ok(s) => Some(s),
-        Err(m) => {
-            errs.at(Some(loc), key, m);
-            None
-        }
-    }
+    Some(found)
 }
 
 /// The file's bytes without surrounding ASCII whitespace (a final newline).
@@ -141,9 +145,41 @@ pub(super) fn sticky(
         );
     }
 
-    let max_age = s.max_age.as_ref().and_then(|m| {
+    let max_age = max_age(s, &key, errs);
+    let path = cookie_path(s, &key, errs);
+    let domain = domain(s, &key, errs);
+    let same_site = same_site(s, &key, errs);
+    let secure = secure(s, name, same_site, &key, errs);
+    if name.starts_with("__Host-") && (path != "/" || domain.is_some()) {
+        errs.at(
+            Some(&s.cookie.referenced),
+            format!("{key}.cookie"),
+            "a __Host- cookie needs path / and no domain (RFC 6265bis §4.1.3.2)",
+        );
+    }
+
+    ids_fit_in_a_cookie(raw, servers, &key, errs);
+
+    if errs.list.len() > before {
+        return None;
+    }
+    Some(StickyConfig {
+        cookie: name.into(),
+        max_age,
+        path: path.into(),
+        domain: domain.map(Into::into),
+        secure,
+        same_site,
+        http_only: s.http_only.unwrap_or(true),
+        secret: secret.cloned(),
+    })
+}
+
+/// `sticky.max_age`: whole seconds, at least 1s.
+fn max_age(s: &RawSticky, key: &str, errs: &mut Errors) -> Option<Duration> {
+    s.max_age.as_ref().and_then(|m| {
         let k = format!("{key}.max_age");
-        match humantime::parse_duration(&m.value) {
+        match super::units::parse_duration(&m.value) {
             Err(e) => errs.at(Some(&m.referenced), k, format!("{:?}: {e}", m.value)),
             Ok(d) if d < Duration::from_secs(1) => {
                 errs.at(Some(&m.referenced), k, "must be at least 1s");
@@ -158,9 +194,12 @@ pub(super) fn sticky(
             Ok(d) => return Some(d),
         }
         None
-    });
+    })
+}
 
-    let path = match &s.path {
+/// `sticky.path` (default `/`).
+fn cookie_path<'a>(s: &'a RawSticky, key: &str, errs: &mut Errors) -> &'a str {
+    match &s.path {
         None => "/",
         Some(p) => {
             let ok = p.value.starts_with('/')
@@ -176,9 +215,12 @@ pub(super) fn sticky(
             }
             p.value.as_str()
         }
-    };
+    }
+}
 
-    let domain = s.domain.as_ref().map(|d| {
+/// `sticky.domain`.
+fn domain<'a>(s: &'a RawSticky, key: &str, errs: &mut Errors) -> Option<&'a str> {
+    s.domain.as_ref().map(|d| {
         let host = d.value.strip_prefix('.').unwrap_or(&d.value);
         let ok = !host.is_empty()
             && host
@@ -192,9 +234,12 @@ pub(super) fn sticky(
             );
         }
         d.value.as_str()
-    });
+    })
+}
 
-    let same_site = match &s.same_site {
+/// `sticky.same_site` (default `lax`).
+fn same_site(s: &RawSticky, key: &str, errs: &mut Errors) -> SameSite {
+    match &s.same_site {
         None => SameSite::Lax,
         Some(v) => match v.value.to_ascii_lowercase().as_str() {
             "lax" => SameSite::Lax,
@@ -209,13 +254,16 @@ pub(super) fn sticky(
                 SameSite::Lax
             }
         },
-    };
+    }
+}
 
+/// `sticky.secure`, implied by `same_site: none` and `__Secure-`/`__Host-` names.
+fn secure(s: &RawSticky, name: &str, same_site: SameSite, key: &str, errs: &mut Errors) -> Secure {
     // Browsers drop SameSite=None without Secure, and __Secure-/__Host-
     // cookies without Secure (RFC 6265bis §4.1.3): those imply `secure: true`.
     let needs_secure =
         same_site == SameSite::None || name.starts_with("__Secure-") || name.starts_with("__Host-");
-    let secure = match &s.secure {
+    match &s.secure {
         None if needs_secure => Secure::Always,
         None => Secure::Auto,
         Some(v) if v.value => Secure::Always,
@@ -229,20 +277,21 @@ pub(super) fn sticky(
             Secure::Never
         }
         Some(_) => Secure::Never,
-    };
-    if name.starts_with("__Host-") && (path != "/" || domain.is_some()) {
-        errs.at(
-            Some(&s.cookie.referenced),
-            format!("{key}.cookie"),
-            "a __Host- cookie needs path / and no domain (RFC 6265bis §4.1.3.2)",
-        );
     }
+}
 
+/// Every server id must fit in the cookie.
+fn ids_fit_in_a_cookie(
+    raw: &Spanned<RawSticky>,
+    servers: &[ServerConfig],
+    key: &str,
+    errs: &mut Errors,
+) {
     for srv in servers {
         if srv.id.len() > MAX_ID_LEN {
             errs.at(
                 Some(&raw.referenced),
-                key.clone(),
+                key,
                 format!(
                     "server id {:?} is longer than {MAX_ID_LEN} bytes, too long for a \
                      sticky cookie; give the server a shorter id",
@@ -251,20 +300,6 @@ pub(super) fn sticky(
             );
         }
     }
-
-    if errs.list.len() > before {
-        return None;
-    }
-    Some(StickyConfig {
-        cookie: name.into(),
-        max_age,
-        path: path.into(),
-        domain: domain.map(Into::into),
-        secure,
-        same_site,
-        http_only: s.http_only.unwrap_or(true),
-        secret: secret.cloned(),
-    })
 }
 
 /// Two sticky groups may not share a cookie name: the browser keeps one value

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::limits::RawByteSize;
+use super::units::RawByteSize;
 use super::validate::Errors;
 use super::RawRoute;
 use crate::cache::{CacheConfig, CacheSettings, RoutePolicy};
@@ -51,11 +51,7 @@ pub struct RawRouteCache {
 const MAX_CACHE_SIZE: u64 = 1 << 40;
 
 fn bytes(v: &Spanned<RawByteSize>, key: &str, errs: &mut Errors) -> Option<u64> {
-    let parsed = match &v.value {
-        RawByteSize::Bytes(n) => Ok(*n),
-        RawByteSize::Text(t) => crate::limits::parse_byte_size(t),
-    };
-    match parsed {
+    match v.value.bytes() {
         Ok(0) => {
             errs.at(Some(&v.referenced), key, "must be more than 0 bytes");
             None
@@ -73,7 +69,7 @@ fn bytes(v: &Spanned<RawByteSize>, key: &str, errs: &mut Errors) -> Option<u64> 
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(s.trim()) {
+    match super::units::parse_duration(s) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err("must be more than 0s".into()),
         Err(e) => Err(format!("{s:?} is not a duration such as 60s or 1h: {e}")),

@@ -1,24 +1,20 @@
 //! The route keys of issue 16's content rules: `rewrite`, `request_headers`,
 //! `response_headers`, `compression` and `redirect` (raw structs and their
-//! validation into [`crate::content::RouteContent`]). Kept apart from
-//! `validate.rs`, which calls [`build`] once per route.
+//! validation into [`crate::content::RouteContent`]). `routes.rs` calls
+//! [`build`] once per route; the header rules are checked here, rewrites in
+//! `rewrite.rs`, redirects in `redirect.rs`, compression in `compression.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::header::{HeaderName, HeaderValue};
-use http::uri::PathAndQuery;
-use http::StatusCode;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::limits::RawByteSize;
+use super::units::RawByteSize;
 use super::validate::Errors;
 use super::RawRoute;
-use crate::content::compress::{Compression, Encoding, Levels, TypeMatch};
 use crate::content::header_rules::{self, HeaderRules};
-use crate::content::redirect::{self, Redirect};
-use crate::content::rewrite::Rewrite;
 use crate::content::RouteContent;
 
 /// `routes[].rewrite`: `prefix`, or `regex` with `replace`.
@@ -124,11 +120,11 @@ pub(super) fn build(r: &RawRoute, key: &str, errs: &mut Errors) -> Option<Arc<Ro
         redirect: r
             .redirect
             .as_ref()
-            .and_then(|rd| redirect_rule(rd, &format!("{key}.redirect"), errs)),
+            .and_then(|rd| super::redirect::redirect_rule(rd, &format!("{key}.redirect"), errs)),
         rewrite: r
             .rewrite
             .as_ref()
-            .and_then(|rw| rewrite(rw, r, &format!("{key}.rewrite"), errs)),
+            .and_then(|rw| super::rewrite::rewrite(rw, r, &format!("{key}.rewrite"), errs)),
         request_headers: r
             .request_headers
             .as_ref()
@@ -142,7 +138,7 @@ pub(super) fn build(r: &RawRoute, key: &str, errs: &mut Errors) -> Option<Arc<Ro
         compression: r
             .compression
             .as_ref()
-            .map(|c| compression(c, &format!("{key}.compression"), errs)),
+            .map(|c| super::compression::compression(c, &format!("{key}.compression"), errs)),
     };
     let used = content.redirect.is_some()
         || content.rewrite.is_some()
@@ -150,246 +146,6 @@ pub(super) fn build(r: &RawRoute, key: &str, errs: &mut Errors) -> Option<Arc<Ro
         || !content.response_headers.is_empty()
         || content.compression.is_some();
     (errs.list.len() == before && used).then(|| Arc::new(content))
-}
-
-fn redirect_rule(rd: &Spanned<RawRedirect>, key: &str, errs: &mut Errors) -> Option<Redirect> {
-    let v = &rd.value;
-    let before = errs.list.len();
-    let scheme = v
-        .scheme
-        .as_ref()
-        .and_then(|s| match s.value.to_ascii_lowercase().as_str() {
-            "http" => Some("http"),
-            "https" => Some("https"),
-            other => {
-                errs.at(
-                    Some(&s.referenced),
-                    format!("{key}.scheme"),
-                    format!("{other:?}: http or https"),
-                );
-                None
-            }
-        });
-    let host = v.host.as_ref().and_then(|h| {
-        let ok = !h.value.is_empty()
-            && h.value.parse::<http::uri::Authority>().is_ok_and(|a| {
-                a.port().is_none() && !a.as_str().contains('@') && a.host() == h.value
-            });
-        if ok {
-            Some(h.value.to_ascii_lowercase().into_boxed_str())
-        } else {
-            errs.at(
-                Some(&h.referenced),
-                format!("{key}.host"),
-                format!(
-                    "{:?} is not a host name (without scheme, port or path)",
-                    h.value
-                ),
-            );
-            None
-        }
-    });
-    let port = v.port.as_ref().and_then(|p| {
-        if p.value == 0 {
-            errs.at(
-                Some(&p.referenced),
-                format!("{key}.port"),
-                "must be 1 to 65535",
-            );
-            None
-        } else {
-            Some(p.value)
-        }
-    });
-    let path = v.path.as_ref().and_then(|p| {
-        let ok = p.value.starts_with('/')
-            && !p.value.contains(['?', '#'])
-            && PathAndQuery::try_from(p.value.as_str()).is_ok();
-        if ok {
-            Some(p.value.clone().into_boxed_str())
-        } else {
-            errs.at(
-                Some(&p.referenced),
-                format!("{key}.path"),
-                format!(
-                    "{:?} is not a path (starting with /, without query)",
-                    p.value
-                ),
-            );
-            None
-        }
-    });
-    let status = match &v.status {
-        None => StatusCode::MOVED_PERMANENTLY,
-        Some(s) if redirect::STATUSES.contains(&s.value) => {
-            StatusCode::from_u16(s.value).unwrap_or(StatusCode::MOVED_PERMANENTLY)
-        }
-        Some(s) => {
-            errs.at(
-                Some(&s.referenced),
-                format!("{key}.status"),
-                format!("{}: 301, 302, 303, 307 or 308", s.value),
-            );
-            StatusCode::MOVED_PERMANENTLY
-        }
-    };
-    if v.scheme.is_none() && v.host.is_none() && v.port.is_none() && v.path.is_none() {
-        errs.at(
-            Some(&rd.referenced),
-            key,
-            "must change at least one of scheme, host, port and path (or it redirects to itself)",
-        );
-    }
-    (errs.list.len() == before).then_some(Redirect {
-        scheme,
-        host,
-        port,
-        path,
-        status,
-    })
-}
-
-fn rewrite(
-    rw: &Spanned<RawRewrite>,
-    r: &RawRoute,
-    key: &str,
-    errs: &mut Errors,
-) -> Option<Rewrite> {
-    let v = &rw.value;
-    match (&v.prefix, &v.regex, &v.replace) {
-        (Some(p), None, None) => {
-            if r.matchers.path.is_some() {
-                errs.at(
-                    Some(&p.referenced),
-                    format!("{key}.prefix"),
-                    "replaces match.path_prefix: not usable with match.path (use regex)",
-                );
-                return None;
-            }
-            if !p.value.starts_with('/')
-                || PathAndQuery::try_from(p.value.as_str()).is_err()
-                || p.value.contains(['?', '#'])
-            {
-                errs.at(
-                    Some(&p.referenced),
-                    format!("{key}.prefix"),
-                    format!("{:?} is not a path starting with /", p.value),
-                );
-                return None;
-            }
-            let from = r.matchers.path_prefix.as_ref().map_or(String::new(), |pp| {
-                crate::route::path::normalize(&pp.value)
-                    .trim_end_matches('/')
-                    .to_string()
-            });
-            Some(Rewrite::Prefix {
-                from: from.into(),
-                to: p.value.as_str().into(),
-            })
-        }
-        (None, Some(re), Some(rep)) => {
-            let regex = match regex::RegexBuilder::new(&re.value)
-                .size_limit(1 << 20)
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    errs.at(
-                        Some(&re.referenced),
-                        format!("{key}.regex"),
-                        format!("not a valid regular expression: {e}"),
-                    );
-                    return None;
-                }
-            };
-            if let Some(bad) = missing_group(&regex, &rep.value) {
-                errs.at(
-                    Some(&rep.referenced),
-                    format!("{key}.replace"),
-                    format!("refers to group {bad:?}, which the regex does not have"),
-                );
-                return None;
-            }
-            Some(Rewrite::Regex {
-                regex,
-                replace: rep.value.as_str().into(),
-            })
-        }
-        (None, Some(re), None) => {
-            errs.at(
-                Some(&re.referenced),
-                format!("{key}.replace"),
-                "regex needs replace",
-            );
-            None
-        }
-        (None, None, Some(rep)) => {
-            errs.at(
-                Some(&rep.referenced),
-                format!("{key}.regex"),
-                "replace needs regex",
-            );
-            None
-        }
-        (None, None, None) => {
-            errs.at(
-                Some(&rw.referenced),
-                key,
-                "needs prefix, or regex and replace",
-            );
-            None
-        }
-        (Some(p), _, _) => {
-            errs.at(
-                Some(&p.referenced),
-                format!("{key}.prefix"),
-                "use prefix, or regex and replace, not both",
-            );
-            None
-        }
-    }
-}
-
-/// The first `$N` / `${name}` of `replace` that `regex` has no group for.
-fn missing_group(regex: &regex::Regex, replace: &str) -> Option<String> {
-    let names: Vec<&str> = regex.capture_names().flatten().collect();
-    let groups = regex.captures_len();
-    let b = replace.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'$' {
-            i += 1;
-            continue;
-        }
-        if b.get(i + 1) == Some(&b'$') {
-            i += 2;
-            continue;
-        }
-        let (name, next) = if b.get(i + 1) == Some(&b'{') {
-            match replace[i + 2..].find('}') {
-                Some(end) => (&replace[i + 2..i + 2 + end], i + 3 + end),
-                None => return None,
-            }
-        } else {
-            let len = replace[i + 1..]
-                .bytes()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                .count();
-            (&replace[i + 1..i + 1 + len], i + 1 + len)
-        };
-        i = next;
-        if name.is_empty() {
-            continue;
-        }
-        let known = match name.parse::<usize>() {
-            Ok(n) => n < groups,
-            Err(_) => names.contains(&name),
-        };
-        if !known {
-            return Some(name.to_string());
-        }
-    }
-    None
 }
 
 fn rules(raw: &RawHeaderRules, key: &str, request: bool, errs: &mut Errors) -> HeaderRules {
@@ -451,104 +207,15 @@ fn rules(raw: &RawHeaderRules, key: &str, request: bool, errs: &mut Errors) -> H
     out
 }
 
-fn compression(raw: &Spanned<RawCompression>, key: &str, errs: &mut Errors) -> Compression {
-    let mut out = Compression::default();
-    let v = &raw.value;
-    if let Some(list) = &v.algorithms {
-        let akey = format!("{key}.algorithms");
-        if list.value.is_empty() {
-            errs.at(
-                Some(&list.referenced),
-                &akey,
-                "must name at least one of zstd, br, gzip",
-            );
-        }
-        let mut algorithms = Vec::new();
-        for (j, name) in list.value.iter().enumerate() {
-            match Encoding::from_name(&name.to_ascii_lowercase()) {
-                Some(e) if algorithms.contains(&e) => errs.at(
-                    Some(&list.referenced),
-                    format!("{akey}[{j}]"),
-                    format!("{name} is listed twice"),
-                ),
-                Some(e) => algorithms.push(e),
-                None => errs.at(
-                    Some(&list.referenced),
-                    format!("{akey}[{j}]"),
-                    format!("unknown algorithm {name:?}: zstd, br or gzip"),
-                ),
-            }
-        }
-        out.algorithms = algorithms;
-    }
-    if let Some(m) = &v.min_size {
-        let parsed = match &m.value {
-            RawByteSize::Bytes(n) => Ok(*n),
-            RawByteSize::Text(t) => crate::limits::parse_byte_size(t),
-        };
-        match parsed {
-            Ok(n) => out.min_size = n,
-            Err(e) => errs.at(Some(&m.referenced), format!("{key}.min_size"), e),
-        }
-    }
-    if let Some(list) = &v.types {
-        let tkey = format!("{key}.types");
-        if list.value.is_empty() {
-            errs.at(
-                Some(&list.referenced),
-                &tkey,
-                "must name at least one media type",
-            );
-        }
-        out.types = Vec::new();
-        for (j, t) in list.value.iter().enumerate() {
-            match TypeMatch::parse(t) {
-                Ok(m) => out.types.push(m),
-                Err(e) => errs.at(Some(&list.referenced), format!("{tkey}[{j}]"), e),
-            }
-        }
-    }
-    if let Some(l) = &v.levels {
-        out.levels = levels(&l.value, &format!("{key}.levels"), errs);
-    }
-    out
-}
-
-fn levels(raw: &RawLevels, key: &str, errs: &mut Errors) -> Levels {
-    let mut out = Levels::default();
-    if let Some(z) = &raw.zstd {
-        if (1..=22).contains(&z.value) {
-            out.zstd = z.value;
-        } else {
-            errs.at(
-                Some(&z.referenced),
-                format!("{key}.zstd"),
-                "must be 1 to 22",
-            );
-        }
-    }
-    if let Some(b) = &raw.br {
-        if b.value <= 11 {
-            out.br = b.value;
-        } else {
-            errs.at(Some(&b.referenced), format!("{key}.br"), "must be 0 to 11");
-        }
-    }
-    if let Some(g) = &raw.gzip {
-        if (1..=9).contains(&g.value) {
-            out.gzip = g.value;
-        } else {
-            errs.at(Some(&g.referenced), format!("{key}.gzip"), "must be 1 to 9");
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
+    use http::StatusCode;
+
+    use crate::content::compress::{Encoding, Levels};
+    use crate::content::rewrite::Rewrite;
 
     fn load(route: &str) -> Result<crate::config::Config, String> {
         let yaml = format!(

@@ -45,21 +45,7 @@ pub struct DiscoveryConfig {
 }
 
 fn duration(d: &Spanned<String>, key: String, errs: &mut Errors) -> Option<Duration> {
-    match humantime::parse_duration(d.value.trim()) {
-        Ok(v) if !v.is_zero() => Some(v),
-        Ok(_) => {
-            errs.at(Some(&d.referenced), key, "must be greater than 0");
-            None
-        }
-        Err(e) => {
-            errs.at(
-                Some(&d.referenced),
-                key,
-                format!("{:?} is not a duration such as 1s or 500ms: {e}", d.value),
-            );
-            None
-        }
-    }
+    super::units::positive(d, key, "1s or 500ms", errs)
 }
 
 /// Validates `groups.NAME.discovery` (`key` = `groups.NAME`).

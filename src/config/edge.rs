@@ -43,8 +43,7 @@ pub struct RawQueue {
     pub max: Option<Spanned<usize>>,
     /// Longest wait (default: the group's `timeouts.connect`, as HAProxy's
     /// `timeout queue`); past it 503.
-    #[serde(default, with = "humantime_serde")]
-    pub timeout: Option<Duration>,
+    pub timeout: Option<Spanned<super::HumanDuration>>,
 }
 
 /// PROXY protocol version sent to servers (`groups.*.proxy_protocol`).
@@ -98,7 +97,7 @@ impl Default for GroupEdge {
             proxy_protocol: None,
             queue: QueueConfig {
                 max: DEFAULT_QUEUE_MAX,
-                timeout: super::validate::DEFAULT_CONNECT_TIMEOUT,
+                timeout: super::model::DEFAULT_CONNECT_TIMEOUT,
             },
         }
     }
@@ -119,7 +118,8 @@ pub struct ServerEdge {
 pub(super) fn listener(l: &RawListener, key: &str, base: &Path, errs: &mut Errors) -> ListenerEdge {
     let timeout = l
         .proxy_protocol_timeout
-        .unwrap_or(DEFAULT_PROXY_PROTOCOL_TIMEOUT);
+        .as_ref()
+        .map_or(DEFAULT_PROXY_PROTOCOL_TIMEOUT, |d| d.value.0);
     if timeout.is_zero() {
         errs.at(
             Some(&l.address.referenced),
@@ -204,7 +204,9 @@ pub(super) fn group(
             }
         });
     let queue = g.queue.as_ref();
-    let timeout = queue.and_then(|q| q.timeout).unwrap_or(connect);
+    let timeout = queue
+        .and_then(|q| q.timeout.as_ref())
+        .map_or(connect, |d| d.value.0);
     if timeout.is_zero() {
         errs.at(
             Some(&g.servers.referenced),
@@ -246,7 +248,7 @@ pub(super) fn server(s: &RawServer, key: &str, errs: &mut Errors) -> ServerEdge 
     let slow_start =
         s.slow_start
             .as_ref()
-            .and_then(|d| match humantime::parse_duration(d.value.trim()) {
+            .and_then(|d| match super::units::parse_duration(&d.value) {
                 Ok(v) if v.is_zero() => None,
                 Ok(v) => Some(v),
                 Err(e) => {

@@ -37,21 +37,7 @@ fn duration(
     errs: &mut Errors,
 ) -> Duration {
     let Some(v) = v else { return default };
-    match humantime::parse_duration(v.value.trim()) {
-        Ok(d) if d.is_zero() => {
-            errs.at(Some(&v.referenced), key, "must be greater than 0");
-            default
-        }
-        Ok(d) => d,
-        Err(e) => {
-            errs.at(
-                Some(&v.referenced),
-                key,
-                format!("{:?} is not a duration such as 2s or 500ms: {e}", v.value),
-            );
-            default
-        }
-    }
+    super::units::positive(v, key, "2s or 500ms", errs).unwrap_or(default)
 }
 
 fn threshold(v: &Option<Spanned<u32>>, default: u32, key: String, errs: &mut Errors) -> u32 {
@@ -101,6 +87,21 @@ pub(super) fn health_check(
         format!("{key}.unhealthy_threshold"),
         errs,
     );
+    let kind = probe_kind(raw, &key, errs);
+    if errs.list.len() > before {
+        return None;
+    }
+    Some(HealthCheck {
+        kind,
+        interval,
+        timeout,
+        healthy_threshold,
+        unhealthy_threshold,
+    })
+}
+
+/// `type` and the keys of that type (an http key on a tcp check is an error).
+fn probe_kind(raw: &RawHealthCheck, key: &str, errs: &mut Errors) -> ProbeKind {
     let kind_name = match &raw.kind {
         None => "http",
         Some(k) => match k.value.as_str() {
@@ -126,8 +127,8 @@ pub(super) fn health_check(
             );
         }
     }
-    let kind = if kind_name == "http" {
-        ProbeKind::Http(http_probe(raw, &key, errs))
+    if kind_name == "http" {
+        ProbeKind::Http(http_probe(raw, key, errs))
     } else {
         let http_only = [
             ("path", raw.path.as_ref().map(|v| &v.referenced)),
@@ -159,17 +160,7 @@ pub(super) fn health_check(
                     .unwrap_or_default(),
             })
         }
-    };
-    if errs.list.len() > before {
-        return None;
     }
-    Some(HealthCheck {
-        kind,
-        interval,
-        timeout,
-        healthy_threshold,
-        unhealthy_threshold,
-    })
 }
 
 fn http_probe(raw: &RawHealthCheck, key: &str, errs: &mut Errors) -> HttpProbe {

@@ -36,8 +36,7 @@ pub struct RawJwt {
     /// Required `aud` claim (or one of an `aud` array), when set.
     pub audience: Option<Spanned<String>>,
     /// Clock skew allowed on `exp` and `nbf` (default `0s`, at most `24h`).
-    #[serde(default, with = "humantime_serde")]
-    pub leeway: Option<Duration>,
+    pub leeway: Option<Spanned<super::HumanDuration>>,
     /// Cookie that carries the token when there is no `Authorization: Bearer`.
     pub cookie: Option<Spanned<String>>,
     /// Most verified tokens cached (default 10000; 0 disables the cache).
@@ -143,7 +142,7 @@ pub(super) fn build(raw: &Spanned<RawJwt>, base: &Path, errs: &mut Errors) -> Op
             errs.at(Some(&c.referenced), "jwt.cookie", "not a valid cookie name");
         }
     }
-    let leeway = r.leeway.unwrap_or(Duration::ZERO);
+    let leeway = r.leeway.as_ref().map_or(Duration::ZERO, |d| d.value.0);
     if leeway > MAX_LEEWAY {
         errs.at(Some(&raw.referenced), "jwt.leeway", "must be at most 24h");
     }
@@ -193,80 +192,7 @@ fn config_key(k: &RawJwtKey, i: usize, base: &Path, errs: &mut Errors) -> Option
     ];
     let n_secrets = secrets.iter().flatten().count();
     let decoding = if algorithm.family() == AlgorithmFamily::Hmac {
-        if let Some(p) = &k.public_key_file {
-            errs.at(
-                Some(&p.referenced),
-                format!("{key}.public_key_file"),
-                format!("{algorithm:?} keys take secret, secret_env or secret_file"),
-            );
-            return None;
-        }
-        if n_secrets != 1 {
-            errs.at(
-                Some(&k.algorithm.referenced),
-                &key,
-                format!("{algorithm:?} needs exactly one of secret, secret_env, secret_file"),
-            );
-            return None;
-        }
-        let (secret, loc, skey) = if let Some(s) = &k.secret {
-            (s.value.clone().into_bytes(), &s.referenced, "secret")
-        } else if let Some(s) = &k.secret_env {
-            match std::env::var(&s.value) {
-                Ok(v) => (v.into_bytes(), &s.referenced, "secret_env"),
-                Err(_) => {
-                    errs.at(
-                        Some(&s.referenced),
-                        format!("{key}.secret_env"),
-                        format!(
-                            "environment variable {:?} is not set (or not UTF-8)",
-                            s.value
-                        ),
-                    );
-                    return None;
-                }
-            }
-        } else {
-            let s = k.secret_file.as_ref()?;
-            let path = base.join(&s.value);
-            match read_limited(&path) {
-                Ok(mut v) => {
-                    if v.ends_with(b"\n") {
-                        v.pop();
-                        if v.ends_with(b"\r") {
-                            v.pop();
-                        }
-                    }
-                    (v, &s.referenced, "secret_file")
-                }
-                Err(e) => {
-                    errs.at(
-                        Some(&s.referenced),
-                        format!("{key}.secret_file"),
-                        format!("{}: {e}", path.display()),
-                    );
-                    return None;
-                }
-            }
-        };
-        if secret.is_empty() {
-            errs.at(Some(loc), format!("{key}.{skey}"), "the secret is empty");
-            return None;
-        }
-        let min = match algorithm {
-            Algorithm::HS384 => 48,
-            Algorithm::HS512 => 64,
-            _ => 32,
-        };
-        if secret.len() < min {
-            // RFC 7518 §3.2 asks for a key at least as long as the hash output.
-            tracing::warn!(
-                key = %key,
-                bytes = secret.len(),
-                "{algorithm:?} secret is shorter than {min} bytes (RFC 7518 §3.2); use a longer random secret outside development"
-            );
-        }
-        DecodingKey::from_secret(&secret)
+        hmac_key(k, algorithm, n_secrets, &key, base, errs)?
     } else {
         if let Some(loc) = secrets.iter().flatten().next() {
             errs.at(
@@ -276,32 +202,140 @@ fn config_key(k: &RawJwtKey, i: usize, base: &Path, errs: &mut Errors) -> Option
             );
             return None;
         }
-        let Some(p) = &k.public_key_file else {
-            errs.at(
-                Some(&k.algorithm.referenced),
-                format!("{key}.public_key_file"),
-                format!("{algorithm:?} needs public_key_file (a PEM public key)"),
-            );
-            return None;
-        };
-        let path = base.join(&p.value);
-        match read_limited(&path).and_then(|pem| public_key_from_pem(algorithm, &pem)) {
-            Ok(k) => k,
-            Err(e) => {
-                errs.at(
-                    Some(&p.referenced),
-                    format!("{key}.public_key_file"),
-                    format!("{}: {e}", path.display()),
-                );
-                return None;
-            }
-        }
+        public_key(k, algorithm, &key, base, errs)?
     };
     Some(JwtKey {
         kid,
         algorithm,
         key: decoding,
     })
+}
+
+/// The decoding key of an HMAC `jwt.keys[i]` (`key`), from exactly one of
+/// `secret`, `secret_env`, `secret_file`.
+fn hmac_key(
+    k: &RawJwtKey,
+    algorithm: Algorithm,
+    n_secrets: usize,
+    key: &str,
+    base: &Path,
+    errs: &mut Errors,
+) -> Option<DecodingKey> {
+    if let Some(p) = &k.public_key_file {
+        errs.at(
+            Some(&p.referenced),
+            format!("{key}.public_key_file"),
+            format!("{algorithm:?} keys take secret, secret_env or secret_file"),
+        );
+        return None;
+    }
+    if n_secrets != 1 {
+        errs.at(
+            Some(&k.algorithm.referenced),
+            key,
+            format!("{algorithm:?} needs exactly one of secret, secret_env, secret_file"),
+        );
+        return None;
+    }
+    let (secret, loc, skey) = hmac_secret(k, key, base, errs)?;
+    if secret.is_empty() {
+        errs.at(Some(loc), format!("{key}.{skey}"), "the secret is empty");
+        return None;
+    }
+    let min = match algorithm {
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => 32,
+    };
+    if secret.len() < min {
+        // RFC 7518 §3.2 asks for a key at least as long as the hash output.
+        tracing::warn!(
+            key = %key,
+            bytes = secret.len(),
+            "{algorithm:?} secret is shorter than {min} bytes (RFC 7518 §3.2); use a longer random secret outside development"
+        );
+    }
+    Some(DecodingKey::from_secret(&secret))
+}
+
+/// The secret bytes of an HMAC key, its location and its key name.
+fn hmac_secret<'a>(
+    k: &'a RawJwtKey,
+    key: &str,
+    base: &Path,
+    errs: &mut Errors,
+) -> Option<(Vec<u8>, &'a serde_saphyr::Location, &'static str)> {
+    let found = if let Some(s) = &k.secret {
+        (s.value.clone().into_bytes(), &s.referenced, "secret")
+    } else if let Some(s) = &k.secret_env {
+        match super::load::env_var(&s.value) {
+            Ok(v) => (v.into_bytes(), &s.referenced, "secret_env"),
+            Err(_) => {
+                errs.at(
+                    Some(&s.referenced),
+                    format!("{key}.secret_env"),
+                    format!(
+                        "environment variable {:?} is not set (or not UTF-8)",
+                        s.value
+                    ),
+                );
+                return None;
+            }
+        }
+    } else {
+        let s = k.secret_file.as_ref()?;
+        let path = base.join(&s.value);
+        match read_limited(&path) {
+            Ok(mut v) => {
+                if v.ends_with(b"\n") {
+                    v.pop();
+                    if v.ends_with(b"\r") {
+                        v.pop();
+                    }
+                }
+                (v, &s.referenced, "secret_file")
+            }
+            Err(e) => {
+                errs.at(
+                    Some(&s.referenced),
+                    format!("{key}.secret_file"),
+                    format!("{}: {e}", path.display()),
+                );
+                return None;
+            }
+        }
+    };
+    Some(found)
+}
+
+/// The decoding key of an RSA, EC or EdDSA `jwt.keys[i]`, from `public_key_file`.
+fn public_key(
+    k: &RawJwtKey,
+    algorithm: Algorithm,
+    key: &str,
+    base: &Path,
+    errs: &mut Errors,
+) -> Option<DecodingKey> {
+    let Some(p) = &k.public_key_file else {
+        errs.at(
+            Some(&k.algorithm.referenced),
+            format!("{key}.public_key_file"),
+            format!("{algorithm:?} needs public_key_file (a PEM public key)"),
+        );
+        return None;
+    };
+    let path = base.join(&p.value);
+    match read_limited(&path).and_then(|pem| public_key_from_pem(algorithm, &pem)) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            errs.at(
+                Some(&p.referenced),
+                format!("{key}.public_key_file"),
+                format!("{}: {e}", path.display()),
+            );
+            None
+        }
+    }
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, String> {

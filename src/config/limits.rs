@@ -55,15 +55,7 @@ pub enum RawNames {
     List(Vec<String>),
 }
 
-/// A byte size: an integer or a string with a unit (`10MiB`).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum RawByteSize {
-    /// Bytes.
-    Bytes(u64),
-    /// `64KiB`, `10MiB`, `1GB`…
-    Text(String),
-}
+pub use super::units::RawByteSize;
 
 /// Longest policy name (it appears in headers, metrics and Redis keys).
 const MAX_POLICY_NAME: usize = 64;
@@ -118,37 +110,8 @@ fn policy(
 ) -> Option<PolicyConfig> {
     let r = &raw.value;
     let before = errs.list.len();
-    if name.is_empty()
-        || name.len() > MAX_POLICY_NAME
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-    {
-        errs.at(
-            Some(&raw.referenced),
-            key,
-            format!(
-                "policy names are 1 to {MAX_POLICY_NAME} letters, digits, '_', '-' or '.' \
-                 (they appear in RateLimit headers and Redis keys)"
-            ),
-        );
-    }
-    let rate_key = match RateKey::parse(&r.key.value) {
-        Ok(k) => {
-            if k.needs_claims() && !has_jwt {
-                errs.at(
-                    Some(&r.key.referenced),
-                    format!("{key}.key"),
-                    "claim: keys need a top-level jwt section with the verification keys",
-                );
-            }
-            Some(k)
-        }
-        Err(m) => {
-            errs.at(Some(&r.key.referenced), format!("{key}.key"), m);
-            None
-        }
-    };
+    check_name(name, raw, key, errs);
+    let rate_key = rate_key(r, key, has_jwt, errs);
     let rate = match crate::limits::parse_rate(&r.rate.value) {
         Ok(v) => Some(v),
         Err(m) => {
@@ -168,6 +131,63 @@ fn policy(
         Some(b) => Some(b.value),
         None => rate.map(|(n, _)| n),
     };
+    let (store, max_keys) = store(r, key, errs);
+    if errs.list.len() > before {
+        return None;
+    }
+    let (count, period) = rate?;
+    Some(PolicyConfig {
+        name: name.into(),
+        key: rate_key?,
+        count,
+        period,
+        burst: burst?,
+        store,
+        max_keys,
+    })
+}
+
+/// Policy names appear in headers, metrics and Redis keys.
+fn check_name(name: &str, raw: &Spanned<RawRateLimit>, key: &str, errs: &mut Errors) {
+    if name.is_empty()
+        || name.len() > MAX_POLICY_NAME
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    {
+        errs.at(
+            Some(&raw.referenced),
+            key,
+            format!(
+                "policy names are 1 to {MAX_POLICY_NAME} letters, digits, '_', '-' or '.' \
+                 (they appear in RateLimit headers and Redis keys)"
+            ),
+        );
+    }
+}
+
+/// `rate_limits.NAME.key`; `claim:` keys need the `jwt` section.
+fn rate_key(r: &RawRateLimit, key: &str, has_jwt: bool, errs: &mut Errors) -> Option<RateKey> {
+    match RateKey::parse(&r.key.value) {
+        Ok(k) => {
+            if k.needs_claims() && !has_jwt {
+                errs.at(
+                    Some(&r.key.referenced),
+                    format!("{key}.key"),
+                    "claim: keys need a top-level jwt section with the verification keys",
+                );
+            }
+            Some(k)
+        }
+        Err(m) => {
+            errs.at(Some(&r.key.referenced), format!("{key}.key"), m);
+            None
+        }
+    }
+}
+
+/// `store` and `max_keys` (local stores only).
+fn store(r: &RawRateLimit, key: &str, errs: &mut Errors) -> (Store, usize) {
     let store = match r.store.as_ref().map(|s| (s.value.as_str(), s)) {
         None | Some(("local", _)) => Store::Local,
         Some(("redis", _)) => Store::Redis,
@@ -200,19 +220,7 @@ fn policy(
         Some(m) => m.value,
         None => DEFAULT_MAX_KEYS,
     };
-    if errs.list.len() > before {
-        return None;
-    }
-    let (count, period) = rate?;
-    Some(PolicyConfig {
-        name: name.into(),
-        key: rate_key?,
-        count,
-        period,
-        burst: burst?,
-        store,
-        max_keys,
-    })
+    (store, max_keys)
 }
 
 fn redis_section(r: &Spanned<RawRedis>, errs: &mut Errors) -> Option<RedisConfig> {
@@ -242,7 +250,7 @@ fn redis_section(r: &Spanned<RawRedis>, errs: &mut Errors) -> Option<RedisConfig
     };
     let timeout = match &v.timeout {
         None => DEFAULT_REDIS_TIMEOUT,
-        Some(t) => match humantime::parse_duration(t.value.trim()) {
+        Some(t) => match super::units::parse_duration(&t.value) {
             Ok(d) if !d.is_zero() => d,
             _ => {
                 errs.at(
@@ -312,11 +320,7 @@ fn route(
         });
     }
     if let Some(m) = &r.max_request_body {
-        let parsed = match &m.value {
-            RawByteSize::Bytes(n) => Ok(*n),
-            RawByteSize::Text(t) => crate::limits::parse_byte_size(t),
-        };
-        match parsed {
+        match m.value.bytes() {
             Ok(n) => out.max_request_body = Some(n),
             Err(e) => errs.at(Some(&m.referenced), format!("{key}.max_request_body"), e),
         }

@@ -6,34 +6,55 @@
 //! (addresses, patterns, references between sections) are wrapped in
 //! [`Spanned`] so that [`validate`] can name their line and column. Defaults
 //! are documented on each field and applied in [`validate`].
+//!
+//! Three jobs, three kinds of file:
+//! - [`model`]: the validated runtime types ([`Config`], [`GroupConfig`], …)
+//!   that the rest of weir reads;
+//! - [`validate`] and the per-section files it calls (`listeners.rs`,
+//!   `groups.rs`, `routes.rs`, `content.rs`, `rewrite.rs`, `redirect.rs`,
+//!   `compression.rs`, `health.rs`, `affinity.rs`, `jwt.rs`, `limits.rs`,
+//!   `cache.rs`, `edge.rs`, `upstream_tls.rs`, `discovery.rs`, `acme.rs`,
+//!   `admin.rs`): raw → model, every error with file:line:col and key;
+//!   durations and byte sizes through [`units`];
+//! - [`load`] (with [`read`]): the I/O — the file itself, secrets from the
+//!   environment and files, certificates, keys, trust roots, bind-address DNS.
 
 pub mod acme;
 mod admin;
 mod affinity;
 pub mod cache;
+mod compression;
 pub mod content;
 pub mod discovery;
 pub mod edge;
+mod groups;
 mod health;
 pub mod jwt;
 pub mod limits;
+mod listeners;
+pub mod load;
+pub mod model;
 pub mod read;
-mod route_extra;
+mod redirect;
+mod rewrite;
+mod routes;
+pub mod units;
 pub mod upstream_tls;
 pub mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 pub use serde_saphyr::Spanned;
 
 pub use jwt::{RawClaimValue, RawJwt, RawJwtKey};
-pub use validate::{
+pub use load::{load_file, MAX_CONFIG_BYTES};
+pub use model::{
     AccessLogConfig, AccessLogFormat, Algorithm, Config, GroupConfig, ListenerConfig, RouteConfig,
     ServerConfig, Timeouts,
 };
+pub use units::{HumanDuration, RawByteSize};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -56,8 +77,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub groups: BTreeMap<String, RawGroup>,
     /// How long a graceful shutdown waits for in-flight requests (default `30s`).
-    #[serde(default, with = "humantime_serde")]
-    pub drain_timeout: Option<Duration>,
+    pub drain_timeout: Option<Spanned<HumanDuration>>,
     /// Named rate-limit policies; routes use them by name (`docs/limits.md`).
     #[serde(default)]
     pub rate_limits: BTreeMap<String, Spanned<limits::RawRateLimit>>,
@@ -114,14 +134,12 @@ pub struct RawListener {
     pub tls: Option<RawTls>,
     /// Time allowed to receive a request's headers, against slowloris (default `10s`).
     /// Also bounds the TLS handshake.
-    #[serde(default, with = "humantime_serde")]
-    pub request_header_timeout: Option<Duration>,
+    pub request_header_timeout: Option<Spanned<HumanDuration>>,
     /// Largest request header section accepted, in bytes (default 65536 = 64 KiB);
     /// larger requests get 431. Minimum 8192.
     pub max_header_bytes: Option<Spanned<usize>>,
     /// How long an idle keep-alive client connection is kept open (default `60s`).
-    #[serde(default, with = "humantime_serde")]
-    pub idle_timeout: Option<Duration>,
+    pub idle_timeout: Option<Spanned<HumanDuration>>,
     /// Most open client connections; past it new ones wait in the kernel
     /// backlog (absent = no cap).
     pub max_connections: Option<Spanned<usize>>,
@@ -130,8 +148,7 @@ pub struct RawListener {
     pub max_connections_per_ip: Option<Spanned<usize>>,
     /// Longest wait for the next bytes of a request body (default `10s`,
     /// nginx's `client_body_timeout`); past it the client gets 408.
-    #[serde(default, with = "humantime_serde")]
-    pub client_body_timeout: Option<Duration>,
+    pub client_body_timeout: Option<Spanned<HumanDuration>>,
     /// Most header fields in one request, HTTP/1 and HTTP/2 alike (default
     /// 100); more get 431. Between 1 and 10000.
     pub max_headers: Option<Spanned<usize>>,
@@ -139,8 +156,7 @@ pub struct RawListener {
     /// L4 balancer); its client address is used everywhere (default false).
     pub proxy_protocol: Option<bool>,
     /// Longest wait for the PROXY header (default `5s`); past it the connection is closed.
-    #[serde(default, with = "humantime_serde")]
-    pub proxy_protocol_timeout: Option<Duration>,
+    pub proxy_protocol_timeout: Option<Spanned<HumanDuration>>,
 }
 
 /// TLS termination settings of a listener.
@@ -323,7 +339,7 @@ pub struct RawSticky {
 }
 
 /// Active health check of a group (`groups.*.health_check`). Defaults are in
-/// [`validate`] (`DEFAULT_HC_*`).
+/// `health.rs` (`DEFAULT_HC_*`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
@@ -373,7 +389,7 @@ pub enum RawStatus {
 }
 
 /// Passive ejection of a group (`groups.*.passive`), after Envoy's outlier
-/// detection. Defaults are in [`validate`] (`DEFAULT_PASSIVE_*`).
+/// detection. Defaults are in `health.rs` (`DEFAULT_PASSIVE_*`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPassive {
@@ -411,11 +427,9 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
     /// TCP connect timeout (default `3s`).
-    #[serde(default, with = "humantime_serde")]
-    pub connect: Option<Duration>,
+    pub connect: Option<Spanned<HumanDuration>>,
     /// Time from sending the request until the response headers arrive (default `60s`).
-    #[serde(default, with = "humantime_serde")]
-    pub response: Option<Duration>,
+    pub response: Option<Spanned<HumanDuration>>,
 }
 
 /// Upstream connection pool settings of a group.
@@ -423,8 +437,7 @@ pub struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
     /// How long an idle pooled connection is kept (default `90s`).
-    #[serde(default, with = "humantime_serde")]
-    pub idle_timeout: Option<Duration>,
+    pub idle_timeout: Option<Spanned<HumanDuration>>,
     /// Most idle connections kept per server (default 128).
     pub max_idle_per_server: Option<usize>,
 }
@@ -479,32 +492,6 @@ impl std::fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
-
-/// Largest config file accepted, in bytes (a guard against feeding weir a wrong file).
-pub const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
-
-/// Reads, parses and validates the config file at `path`.
-///
-/// Relative paths inside the file resolve against the file's directory.
-///
-/// # Errors
-/// Every problem found, each naming the file, line, column and key.
-pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-    let one = |message: String| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            key: String::new(),
-            message,
-        }])
-    };
-    // A regular file only, at most MAX_CONFIG_BYTES, checked while reading
-    // (`/dev/zero` or a FIFO fail at once).
-    let text = read::read_bounded(path, MAX_CONFIG_BYTES as u64).map_err(one)?;
-    let text = String::from_utf8(text).map_err(|e| one(format!("not UTF-8: {e}")))?;
-    load_str(&text, path)
-}
 
 /// Parses and validates config `text`, reporting errors against `path` (which
 /// also anchors relative paths; it need not exist).

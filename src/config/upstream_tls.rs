@@ -122,63 +122,9 @@ pub(super) fn tls(
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let insecure = t.insecure_skip_verify.unwrap_or(false);
 
-    let roots = match &t.ca {
-        Some(ca) => {
-            let file = base.join(&ca.value);
-            match load_roots(&file) {
-                Ok(r) => Some(r),
-                Err(m) => {
-                    errs.at(
-                        Some(&ca.referenced),
-                        format!("{key}.ca"),
-                        format!("{}: {m}", file.display()),
-                    );
-                    None
-                }
-            }
-        }
-        None if insecure => Some(RootCertStore::empty()),
-        None => match system_roots() {
-            Ok(r) => Some(r),
-            Err(m) => {
-                errs.at(Some(&raw.referenced), format!("{key}.ca"), m);
-                None
-            }
-        },
-    };
-    let server_name = t.server_name.as_ref().and_then(|n| {
-        match ServerName::try_from(n.value.trim().to_string()) {
-            Ok(name) if !n.value.trim().is_empty() => Some(name),
-            _ => {
-                errs.at(
-                    Some(&n.referenced),
-                    format!("{key}.server_name"),
-                    format!("{:?} is not a DNS name or an IP address", n.value),
-                );
-                None
-            }
-        }
-    });
-    let client_auth = match (&t.client_cert, &t.client_key) {
-        (None, None) => None,
-        (Some(c), None) => {
-            errs.at(
-                Some(&c.referenced),
-                format!("{key}.client_key"),
-                "client_cert needs client_key",
-            );
-            None
-        }
-        (None, Some(k)) => {
-            errs.at(
-                Some(&k.referenced),
-                format!("{key}.client_cert"),
-                "client_key needs client_cert",
-            );
-            None
-        }
-        (Some(c), Some(k)) => load_client_auth(c, k, base, &key, &provider, errs),
-    };
+    let roots = roots(raw, &key, insecure, base, errs);
+    let server_name = server_name(t, &key, errs);
+    let client_auth = client_auth(t, &key, base, &provider, errs);
     if errs.list.len() > before {
         return None;
     }
@@ -222,6 +168,88 @@ pub(super) fn tls(
     })
 }
 
+/// `tls.ca`, or the system's roots (none needed with `insecure_skip_verify`).
+fn roots(
+    raw: &Spanned<RawUpstreamTls>,
+    key: &str,
+    insecure: bool,
+    base: &Path,
+    errs: &mut Errors,
+) -> Option<RootCertStore> {
+    let t = &raw.value;
+    match &t.ca {
+        Some(ca) => {
+            let file = base.join(&ca.value);
+            match super::load::load_roots(&file, "CA certificate") {
+                Ok(r) => Some(r),
+                Err(m) => {
+                    errs.at(
+                        Some(&ca.referenced),
+                        format!("{key}.ca"),
+                        format!("{}: {m}", file.display()),
+                    );
+                    None
+                }
+            }
+        }
+        None if insecure => Some(RootCertStore::empty()),
+        None => match system_roots() {
+            Ok(r) => Some(r),
+            Err(m) => {
+                errs.at(Some(&raw.referenced), format!("{key}.ca"), m);
+                None
+            }
+        },
+    }
+}
+
+/// `tls.server_name`: a DNS name or an IP address.
+fn server_name(t: &RawUpstreamTls, key: &str, errs: &mut Errors) -> Option<ServerName<'static>> {
+    t.server_name
+        .as_ref()
+        .and_then(|n| match ServerName::try_from(n.value.trim().to_string()) {
+            Ok(name) if !n.value.trim().is_empty() => Some(name),
+            _ => {
+                errs.at(
+                    Some(&n.referenced),
+                    format!("{key}.server_name"),
+                    format!("{:?} is not a DNS name or an IP address", n.value),
+                );
+                None
+            }
+        })
+}
+
+/// `tls.client_cert` and `tls.client_key`: both or neither.
+fn client_auth(
+    t: &RawUpstreamTls,
+    key: &str,
+    base: &Path,
+    provider: &Arc<CryptoProvider>,
+    errs: &mut Errors,
+) -> Option<ClientAuth> {
+    match (&t.client_cert, &t.client_key) {
+        (None, None) => None,
+        (Some(c), None) => {
+            errs.at(
+                Some(&c.referenced),
+                format!("{key}.client_key"),
+                "client_cert needs client_key",
+            );
+            None
+        }
+        (None, Some(k)) => {
+            errs.at(
+                Some(&k.referenced),
+                format!("{key}.client_cert"),
+                "client_key needs client_cert",
+            );
+            None
+        }
+        (Some(c), Some(k)) => load_client_auth(c, k, base, key, provider, errs),
+    }
+}
+
 fn next_id() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -242,21 +270,6 @@ pub fn warn_insecure_once(group: &str) {
              (anyone on the path can impersonate these servers)"
         );
     }
-}
-
-fn load_roots(file: &Path) -> Result<RootCertStore, String> {
-    let pem = super::read::read_key_file(file)?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| format!("invalid PEM certificate: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("unusable CA certificate: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err("no CERTIFICATE block in the file".into());
-    }
-    Ok(roots)
 }
 
 /// The system's trust roots, loaded once per process (rustls-native-certs

@@ -1,50 +1,14 @@
-//! TLS termination: certificate loading, the SNI resolver and the rustls
+//! TLS termination: the SNI resolver and the rustls
 //! server config (TLS 1.2 and 1.3 only; ALPN `h2` and `http/1.1`).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// Why a certificate pair could not be loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertError {
-    /// The certificate file is missing, unreadable or not PEM certificates.
-    Cert(String),
-    /// The key file is missing, unreadable, not a supported PEM key, or does
-    /// not match the certificate.
-    Key(String),
-}
-
-/// Loads a PEM certificate chain (leaf first) and its PEM private key
-/// (PKCS#8, PKCS#1 or SEC1) with the default crypto provider (aws-lc-rs).
-///
-/// # Errors
-/// [`CertError`] naming which file is at fault.
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
-    // Bounded reads of regular files only (config::read): a FIFO or
-    // `/dev/zero` named as a certificate fails at once.
-    let cert_pem = crate::config::read::read_key_file(cert).map_err(CertError::Cert)?;
-    let key_pem = crate::config::read::read_key_file(key).map_err(CertError::Key)?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| CertError::Cert(format!("invalid PEM certificate: {e}")))?;
-    if chain.is_empty() {
-        return Err(CertError::Cert("no CERTIFICATE block in the file".into()));
-    }
-    webpki::EndEntityCert::try_from(&chain[0])
-        .map_err(|e| CertError::Cert(format!("invalid certificate: {e}")))?;
-    let der = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| CertError::Key(format!("cannot read private key: {e}")))?;
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    CertifiedKey::from_der(chain, der, &provider)
-        .map_err(|e| CertError::Key(format!("unusable private key: {e}")))
-}
+pub use crate::config::load::{load_certified_key, CertError};
 
 /// Picks a certificate by the SNI name of the ClientHello, matched against the
 /// DNS names of each certificate's subjectAltName (exact names first, then
