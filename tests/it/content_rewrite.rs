@@ -6,8 +6,7 @@
 
 use crate::support;
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -52,8 +51,8 @@ const ROUTES: &str = "  - name: api
 #[tokio::test]
 async fn prefix_and_regex_rewrites_reach_the_server_as_configured() {
     let up = echo().await;
-    let log = std::env::temp_dir().join(format!("weir-rewrite-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&log);
+    let dir = TempDir::new("rewrite");
+    let log = dir.path().join("access.log");
     let weir = start_proxy(&format!(
         "access_log:\n  format: json\n  path: {}\nlisteners:\n  - name: http\n    address: 127.0.0.1:0\nroutes:\n{ROUTES}\
          groups:\n  g:\n    servers:\n      - address: {}\n",
@@ -82,24 +81,24 @@ async fn prefix_and_regex_rewrites_reach_the_server_as_configured() {
         assert_eq!(r.text(), want, "{sent} reached the server as");
     }
 
-    // The access log shows both paths for a rewritten request.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let line = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(l) = text.lines().find(|l| l.contains("/api/users?a=1")) {
-            break l.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no access line for /api/users in {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // The access log shows both paths for a rewritten request. Lines reach
+    // the file at each worker's flush tick: wait for both.
+    let mut text = String::new();
+    support::wait_until(5, "access lines for /api/users and /plain/path", || {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        let both = text.contains("/api/users?a=1") && text.contains("/plain/path");
+        std::future::ready(both)
+    })
+    .await;
+    let line = text
+        .lines()
+        .find(|l| l.contains("/api/users?a=1"))
+        .unwrap()
+        .to_string();
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["path"], "/api/users?a=1&b=2");
     assert_eq!(v["upstream_path"], "/v2/users?a=1&b=2");
     assert_eq!(v["route"], "api");
-    let text = std::fs::read_to_string(&log).unwrap();
     let plain = text
         .lines()
         .find(|l| l.contains("/plain/path"))
@@ -107,7 +106,6 @@ async fn prefix_and_regex_rewrites_reach_the_server_as_configured() {
     let v: serde_json::Value = serde_json::from_str(plain).unwrap();
     assert!(v["upstream_path"].is_null(), "{plain}");
     weir.shutdown().await;
-    let _ = std::fs::remove_file(PathBuf::from(&log));
 }
 
 #[test]
