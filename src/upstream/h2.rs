@@ -222,10 +222,7 @@ pub async fn attempt(
 
 #[allow(clippy::result_large_err)]
 fn connect_failed<T>(e: io::Error, slot: &mut Option<Request<UpstreamBody>>) -> Result<T, Failed> {
-    Err((
-        ProxyError::with_cause(ErrorKind::Connect, e).retryable(true),
-        slot.take(),
-    ))
+    Err((ProxyError::with_cause(ErrorKind::Connect, e), slot.take()))
 }
 
 /// Opens a new HTTP/2 connection to `server` and spawns its driver.
