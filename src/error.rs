@@ -213,7 +213,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Every reason, in the order of [`RejectStats`]'s slots.
+    /// Every reason, in the order of `proxy::reject::RejectStats`'s slots.
     pub const ALL: [Reason; 14] = [
         Reason::MissingHost,
         Reason::DuplicateHost,

@@ -1,6 +1,8 @@
-//! Requests weir refuses itself (400, 405, 408, 413, 431), by reason: the counter
-//! behind `weir_downstream_rejected_total{listener,reason}` and the one place
-//! such answers are built, counted and logged.
+//! Requests weir refuses itself (400, 405, 408, 413, 431), by reason
+//! ([`Reason`], in `crate::error`): the counter behind
+//! `weir_downstream_rejected_total{listener,reason}`, and the line of a
+//! rejection below the service. The service's answers to them are built,
+//! counted and logged in `proxy::pipeline::fail`.
 //!
 //! None of these ever reaches a server, or counts against one.
 
