@@ -34,9 +34,9 @@ pub struct ResponseTimeout(pub std::time::Duration);
 /// connection could not be made; [`ErrorKind::ResponseTimeout`] when the
 /// headers did not arrive in time; [`ErrorKind::UpstreamReset`] when the
 /// server closed or reset the connection before any byte of the response
-/// (the caller decides whether the request may be retried: see
-/// [`is_idempotent`]); [`ErrorKind::UpstreamProtocol`] when it answered with
-/// something that is not HTTP.
+/// (retryable for an idempotent method: the caller asks
+/// [`ProxyError::may_retry`]); [`ErrorKind::UpstreamProtocol`] when it
+/// answered with something that is not HTTP.
 // The request comes back by value in the error (instead of a copy kept
 // for a retry); failures are rare, so its size on that path costs nothing.
 #[allow(clippy::result_large_err)]
@@ -95,10 +95,11 @@ async fn attempt(
             },
         };
         if let Err(e) = conn.ready().await {
-            if conn.reused {
+            let err = ProxyError::unsent(conn.reused);
+            if err.is_stale() {
                 continue;
             }
-            return connect_failed(e.into(), slot);
+            return Err((err.caused_by(e), slot.take()));
         }
         let Some(req) = slot.take() else {
             return Err((ProxyError::new(ErrorKind::Internal), None));
@@ -108,10 +109,13 @@ async fn attempt(
             Err(mut e) => match e.take_message() {
                 // Not written: the connection closed first. Untouched, so
                 // another connection may take it.
-                Some(back) if conn.reused => *slot = Some(back),
                 Some(back) => {
                     *slot = Some(back);
-                    return connect_failed(e.into_error().into(), slot);
+                    let err = ProxyError::unsent(conn.reused);
+                    if err.is_stale() {
+                        continue;
+                    }
+                    return Err((err.caused_by(e.into_error()), slot.take()));
                 }
                 None => {
                     let e = e.into_error();
@@ -135,7 +139,7 @@ fn connect_failed<T>(
     slot: &mut Option<http::Request<UpstreamBody>>,
 ) -> Result<T, Failed> {
     Err((
-        ProxyError::with_cause(ErrorKind::Connect, cause).retryable(true),
+        ProxyError::with_cause(ErrorKind::Connect, cause),
         slot.take(),
     ))
 }
@@ -164,13 +168,4 @@ fn closed_before_response(e: &hyper::Error) -> bool {
         source = err.source();
     }
     false
-}
-
-/// Idempotent methods (RFC 9110 §9.2.2): GET, HEAD, OPTIONS, PUT, DELETE,
-/// TRACE. Only these are re-sent after the upstream closed the connection
-/// without answering (nginx `proxy_next_upstream` does the same; POST and
-/// PATCH are never re-sent once bytes went out).
-pub fn is_idempotent(method: &http::Method) -> bool {
-    use http::Method as M;
-    [M::GET, M::HEAD, M::OPTIONS, M::PUT, M::DELETE, M::TRACE].contains(method)
 }

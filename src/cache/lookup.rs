@@ -113,31 +113,12 @@ pub async fn lookup<B>(
     let method = req.method();
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let primary = key::primary(scheme, host.unwrap_or(""), pq, route);
-    let new_miss = |primary: Box<str>, fwd: &'static str| Miss {
-        cache: Arc::clone(cache),
-        policy,
-        primary,
-        method: method.clone(),
-        req_headers: HeaderMap::new(),
-        req: Directives::default(),
-        storable: false,
-        invalidates: false,
-        stale: None,
-        leader: None,
-        request_time: now_unix(),
-        fwd,
-    };
     let stats = &cache.stats;
-    if *method != Method::GET && *method != Method::HEAD {
+    if let Some(fwd) = bypass(method, req.headers()) {
         stats.bypassed.inc();
-        let mut miss = new_miss(primary, "method");
-        miss.invalidates = !matches!(*method, Method::OPTIONS | Method::TRACE);
+        let mut miss = Miss::new(cache, policy, primary, method, fwd);
+        miss.invalidates = fwd == "method" && !matches!(*method, Method::OPTIONS | Method::TRACE);
         return Lookup::Forward(Box::new(miss));
-    }
-    if req.headers().contains_key(header::RANGE) || req.headers().contains_key(header::UPGRADE) {
-        // Partial content is not stored, nor a protocol switch: they go to the server.
-        stats.bypassed.inc();
-        return Lookup::Forward(Box::new(new_miss(primary, "bypass")));
     }
     let req_d = policy::request_directives(req.headers());
     let found = find(cache, &primary, req.headers());
@@ -148,67 +129,27 @@ pub async fn lookup<B>(
     if let (Some(entry), Some(Usable::Fresh)) = (&found.entry, usable) {
         // The hot path: nothing else is allocated.
         stats.hits.inc();
-        let response = answer(
-            entry,
-            req.headers(),
-            method,
-            &format!("weir; hit; ttl={}", entry.ttl()),
-        );
-        return Lookup::Hit {
-            response,
-            refresh: None,
-        };
+        return fresh(entry, req.headers(), method);
     }
-    let mut miss = new_miss(primary, "uri-miss");
+    let mut miss = Miss::new(cache, policy, primary, method, "uri-miss");
     miss.req = req_d;
     if let (Some(entry), Some(usable)) = (&found.entry, usable) {
-        match usable {
-            Usable::StaleWhileRevalidate => {
-                stats.stale.inc();
-                let status = format!(
-                    "weir; hit; ttl={}; detail=stale-while-revalidate",
-                    entry.ttl()
-                );
-                let response = answer(entry, req.headers(), method, &status);
-                let refresh = match cache.flights.join(&miss.primary) {
-                    Joined::Leader(l) => {
-                        miss.leader = Some(l);
-                        miss.storable = true;
-                        miss.req_headers = req.headers().clone();
-                        miss.stale = found.entry.clone();
-                        miss.fwd = "stale";
-                        Some(Refresh::new(Box::new(miss)))
-                    }
-                    // A refresh is already on its way.
-                    Joined::Waiter(_) => None,
-                };
-                return Lookup::Hit { response, refresh };
-            }
-            // Revalidate (fresh entries were answered above).
-            Usable::Revalidate | Usable::Fresh => {
-                miss.fwd = if miss.req.no_cache {
-                    "request"
-                } else {
-                    "stale"
-                };
-            }
+        if usable == Usable::StaleWhileRevalidate {
+            return stale_while_revalidate(miss, entry, req.headers());
         }
+        // Revalidate (fresh entries were answered above).
+        miss.fwd = if miss.req.no_cache {
+            "request"
+        } else {
+            "stale"
+        };
     } else if found.vary_miss {
         miss.fwd = "vary-miss";
     }
     if miss.req.only_if_cached {
         // RFC 9111 §5.2.1.7: nothing usable stored → 504.
         stats.misses.inc();
-        let mut r = Response::new(Bytes::from_static(b"504 Gateway Timeout\n"));
-        *r.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-        r.headers_mut().insert(
-            &CACHE_STATUS,
-            HeaderValue::from_static("weir; fwd=miss; detail=only-if-cached"),
-        );
-        return Lookup::Hit {
-            response: r,
-            refresh: None,
-        };
+        return only_if_cached();
     }
     miss.stale = found.entry;
     if *method == Method::HEAD {
@@ -222,17 +163,9 @@ pub async fn lookup<B>(
         Joined::Leader(l) => miss.leader = Some(l),
         Joined::Waiter(w) => {
             if let Some(Outcome::Stored(entry)) = w.wait(cache.config.lock_timeout).await {
-                let matches = entry.vary.is_empty()
-                    || *entry.key == *key::variant(&miss.primary, &entry.vary, req.headers());
-                // Fetched from the server after this request arrived: that
-                // satisfies a request's no-cache too.
-                if matches {
+                if let Some(hit) = collapsed(&miss, &entry, req.headers()) {
                     stats.coalesced.inc();
-                    let status = format!("weir; fwd={}; collapsed", miss.fwd);
-                    return Lookup::Hit {
-                        response: answer(&entry, req.headers(), method, &status),
-                        refresh: None,
-                    };
+                    return hit;
                 }
             }
             // Not stored, another variant, or the wait timed out: forward
@@ -241,6 +174,86 @@ pub async fn lookup<B>(
     }
     stats.misses.inc();
     Lookup::Forward(Box::new(miss))
+}
+
+/// The answer of a fresh stored `entry`.
+#[inline]
+fn fresh(entry: &Entry, req: &HeaderMap, method: &Method) -> Lookup {
+    let response = answer(
+        entry,
+        req,
+        method,
+        &format!("weir; hit; ttl={}", entry.ttl()),
+    );
+    Lookup::Hit {
+        response,
+        refresh: None,
+    }
+}
+
+/// Why a request goes to the server without a look at the store (the
+/// `fwd` of its `Cache-Status`): a method other than GET and HEAD, or
+/// partial content and protocol switches, which are not stored.
+fn bypass(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
+    if *method != Method::GET && *method != Method::HEAD {
+        return Some("method");
+    }
+    (headers.contains_key(header::RANGE) || headers.contains_key(header::UPGRADE))
+        .then_some("bypass")
+}
+
+/// A stale `entry` within `stale-while-revalidate`: it answers, and the
+/// request that leads the refresh flight revalidates it in the background.
+fn stale_while_revalidate(mut miss: Miss, entry: &Arc<Entry>, req: &HeaderMap) -> Lookup {
+    miss.cache.stats.stale.inc();
+    let status = format!(
+        "weir; hit; ttl={}; detail=stale-while-revalidate",
+        entry.ttl()
+    );
+    let response = answer(entry, req, &miss.method, &status);
+    let refresh = match miss.cache.flights.join(&miss.primary) {
+        Joined::Leader(l) => {
+            miss.leader = Some(l);
+            miss.storable = true;
+            miss.req_headers = req.clone();
+            miss.stale = Some(Arc::clone(entry));
+            miss.fwd = "stale";
+            Some(Refresh::new(Box::new(miss)))
+        }
+        // A refresh is already on its way.
+        Joined::Waiter(_) => None,
+    };
+    Lookup::Hit { response, refresh }
+}
+
+/// The `504` of an `only-if-cached` request with nothing usable stored.
+fn only_if_cached() -> Lookup {
+    let mut r = Response::new(Bytes::from_static(b"504 Gateway Timeout\n"));
+    *r.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    r.headers_mut().insert(
+        &CACHE_STATUS,
+        HeaderValue::from_static("weir; fwd=miss; detail=only-if-cached"),
+    );
+    Lookup::Hit {
+        response: r,
+        refresh: None,
+    }
+}
+
+/// The answer of a request that waited for another's flight, when the
+/// response stored is this request's variant. Fetched from the server after
+/// this request arrived: that satisfies a request's no-cache too.
+fn collapsed(miss: &Miss, entry: &Entry, req: &HeaderMap) -> Option<Lookup> {
+    let matches =
+        entry.vary.is_empty() || *entry.key == *key::variant(&miss.primary, &entry.vary, req);
+    if !matches {
+        return None;
+    }
+    let status = format!("weir; fwd={}; collapsed", miss.fwd);
+    Some(Lookup::Hit {
+        response: answer(entry, req, &miss.method, &status),
+        refresh: None,
+    })
 }
 
 /// What the store holds for a request.
@@ -324,6 +337,31 @@ fn not_modified(stored: &HeaderMap, req: &HeaderMap) -> bool {
 }
 
 impl Miss {
+    /// A miss of `method` for `primary` that goes to the server as `fwd`,
+    /// not (yet) storable.
+    fn new(
+        cache: &Arc<Cache>,
+        policy: RoutePolicy,
+        primary: Box<str>,
+        method: &Method,
+        fwd: &'static str,
+    ) -> Miss {
+        Miss {
+            cache: Arc::clone(cache),
+            policy,
+            primary,
+            method: method.clone(),
+            req_headers: HeaderMap::new(),
+            req: Directives::default(),
+            storable: false,
+            invalidates: false,
+            stale: None,
+            leader: None,
+            request_time: now_unix(),
+            fwd,
+        }
+    }
+
     /// Adjusts the upstream request's headers: a storable request loses the
     /// client's `If-None-Match`/`If-Modified-Since` (the cache wants the
     /// whole response), and a revalidation gets the stored response's
@@ -364,25 +402,7 @@ impl Miss {
         }
         if let Some(old) = self.stale.clone() {
             if status == StatusCode::NOT_MODIFIED {
-                let entry = Arc::new(refreshed(
-                    &old,
-                    &parts.headers,
-                    self.request_time,
-                    now,
-                    self.policy,
-                ));
-                self.cache.put(self.primary.clone(), &entry);
-                self.cache.stats.revalidated.inc();
-                let response = answer(
-                    &entry,
-                    &self.req_headers,
-                    &self.method,
-                    &format!("weir; fwd={}; fwd-status=304; stored", self.fwd),
-                );
-                if let Some(l) = self.leader.take() {
-                    l.finish(Outcome::Stored(entry));
-                }
-                return Respond::Cached(response);
+                return Respond::Cached(self.revalidated(&old, &parts.headers, now));
             }
             if status.is_server_error() {
                 if let Some(r) = self.serve_stale(&old, Some(status)) {
@@ -390,6 +410,32 @@ impl Miss {
                 }
             }
         }
+        self.store(parts, now)
+    }
+
+    /// A `304 Not Modified` for the stale entry `old`: the entry refreshed
+    /// with the 304's headers is stored, answers, and ends the flight.
+    fn revalidated(&mut self, old: &Entry, headers: &HeaderMap, now: u64) -> Response<Bytes> {
+        let entry = Arc::new(refreshed(old, headers, self.request_time, now, self.policy));
+        self.cache.put(self.primary.clone(), &entry);
+        self.cache.stats.revalidated.inc();
+        let response = answer(
+            &entry,
+            &self.req_headers,
+            &self.method,
+            &format!("weir; fwd={}; fwd-status=304; stored", self.fwd),
+        );
+        if let Some(l) = self.leader.take() {
+            l.finish(Outcome::Stored(entry));
+        }
+        response
+    }
+
+    /// Stores the response when it may be (RFC 9111 §3): its body goes
+    /// through the tee on its way to the client. Otherwise (not storable,
+    /// too large) it streams on, and the `Cache-Status` says why.
+    fn store(&mut self, parts: &mut http::response::Parts, now: u64) -> Respond {
+        let status = parts.status;
         let resp = policy::directives(&parts.headers);
         let verdict = policy::storable(
             &self.method,

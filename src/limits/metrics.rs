@@ -19,6 +19,14 @@ pub fn encode(
     limits: &LimitsRegistry,
     listeners: &[(Arc<str>, Arc<ListenerStats>)],
 ) -> std::fmt::Result {
+    encode_rate_limits(enc, limits)?;
+    encode_local_stores(enc, limits)?;
+    encode_routes(enc, limits)?;
+    encode_connection_limits(enc, listeners)
+}
+
+/// `weir_rate_limited` by route and policy, and the Redis errors by policy.
+fn encode_rate_limits(enc: &mut DescriptorEncoder, limits: &LimitsRegistry) -> std::fmt::Result {
     counter(
         enc,
         "weir_rate_limited",
@@ -46,6 +54,11 @@ pub fn encode(
             ]
         }),
     )?;
+    Ok(())
+}
+
+/// The key stores of the local rate-limit policies.
+fn encode_local_stores(enc: &mut DescriptorEncoder, limits: &LimitsRegistry) -> std::fmt::Result {
     let stores = limits.local_stores();
     let p = |n: &str| vec![("policy", n.to_string())];
     gauge(
@@ -78,6 +91,11 @@ pub fn encode(
             .iter()
             .map(|(n, .., bytes)| (p(n), i64::try_from(*bytes).unwrap_or(i64::MAX))),
     )?;
+    Ok(())
+}
+
+/// The refusals of the routes' IP rules and body limits.
+fn encode_routes(enc: &mut DescriptorEncoder, limits: &LimitsRegistry) -> std::fmt::Result {
     let routes = limits.route_stats();
     let r = |n: &str| vec![("route", n.to_string())];
     counter(
@@ -96,7 +114,14 @@ pub fn encode(
             .iter()
             .map(|(n, c)| (r(n), c.body_too_large.load(Ordering::Relaxed))),
     )?;
+    Ok(())
+}
 
+/// The listeners' `max_connections` and `max_connections_per_ip`.
+fn encode_connection_limits(
+    enc: &mut DescriptorEncoder,
+    listeners: &[(Arc<str>, Arc<ListenerStats>)],
+) -> std::fmt::Result {
     let l = |n: &str| vec![("listener", n.to_string())];
     let limited: Vec<_> = listeners.iter().map(|(n, s)| (n, &s.conn_limit)).collect();
     gauge(

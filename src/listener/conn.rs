@@ -103,6 +103,39 @@ impl<T> ProxyService for T where
 {
 }
 
+/// The watchdog's state of one hyper connection, between ticks.
+struct Watch {
+    /// The activity count at the last tick.
+    last_events: u64,
+    /// The connection was told to close (shutdown, idleness, parking).
+    closing: bool,
+    /// Set when the connection is closing for idleness: past it, the
+    /// connection is dropped even if the client never finishes the close.
+    close_by: Option<Instant>,
+    /// The connection is closing to park its socket.
+    parking: bool,
+}
+
+/// What a tick of the watchdog decided.
+enum Tick {
+    /// Drop the connection now.
+    Close,
+    /// Tell hyper to close the connection gracefully.
+    Graceful,
+    /// Nothing to do.
+    Wait,
+}
+
+/// The activity count of a connection. HTTP/2 counts stream frames only:
+/// PINGs and SETTINGS are not activity.
+fn events(activity: &ConnActivity) -> u64 {
+    if activity.is_h2() {
+        activity.stream_events()
+    } else {
+        activity.events()
+    }
+}
+
 /// How the watchdog saw a hyper connection end.
 enum Outcome {
     /// Closed (by the client, an error, a timeout or shutdown).
@@ -125,38 +158,24 @@ impl Serve<'_> {
             // of the connection's start, as nginx's client_header_timeout.
             Protocol::Http1 => self.activity.start_head_clock(),
             Protocol::Http2 => return Box::pin(self.serve_h2(io, svc, &mut idle_since)).await,
-            Protocol::Detect => {
-                // A connection that never sends a first byte is closed at
-                // request_header_timeout, not at idle_timeout.
-                let first_byte = self
-                    .config
-                    .request_header_timeout
-                    .min(self.config.idle_timeout);
-                let deadline = idle_since + first_byte;
-                let Some((first, h2)) = self.next_bytes(&mut io.inner, deadline, true).await else {
-                    return;
-                };
-                io.prefix = first;
-                if h2 {
-                    // Boxed: an HTTP/1 connection's task stays small.
-                    return Box::pin(self.serve_h2(io, svc, &mut idle_since)).await;
-                }
-            }
+            Protocol::Detect => match self.detect(&mut io, idle_since).await {
+                None => return,
+                // Boxed: an HTTP/1 connection's task stays small.
+                Some(true) => return Box::pin(self.serve_h2(io, svc, &mut idle_since)).await,
+                Some(false) => {}
+            },
         }
         loop {
             // Shutting down already (a connection accepted just before, or
             // pipelined bytes): its request is served, with
             // `Connection: close`, instead of being cut unanswered.
             let last = *self.shutdown.borrow();
-            let one_shot;
-            let h1 = if last {
+            let one_shot = last.then(|| {
                 let mut b = self.h1.clone();
                 b.keep_alive(false);
-                one_shot = b;
-                &one_shot
-            } else {
-                self.h1
-            };
+                b
+            });
+            let h1 = one_shot.as_ref().unwrap_or(self.h1);
             let mut conn = Box::new(
                 h1.serve_connection(TokioIo::new(io), svc.clone())
                     .with_upgrades(),
@@ -205,6 +224,25 @@ impl Serve<'_> {
         }
     }
 
+    /// Reads the first bytes of a connection whose protocol is not known
+    /// yet, into `io`'s prefix: `Some(true)` when they are the HTTP/2
+    /// preface, `None` when the client closed first. A connection that never
+    /// sends a first byte is closed at request_header_timeout, not at
+    /// idle_timeout.
+    async fn detect<I>(&mut self, io: &mut Rewind<I>, idle_since: Instant) -> Option<bool>
+    where
+        I: AsyncRead + Unpin,
+    {
+        let first_byte = self
+            .config
+            .request_header_timeout
+            .min(self.config.idle_timeout);
+        let deadline = idle_since + first_byte;
+        let (first, h2) = self.next_bytes(&mut io.inner, deadline, true).await?;
+        io.prefix = first;
+        Some(h2)
+    }
+
     async fn serve_h2<I, S>(&mut self, io: Rewind<I>, svc: S, idle_since: &mut Instant)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -232,26 +270,16 @@ impl Serve<'_> {
         F: Future<Output = hyper::Result<()>>,
     {
         let config = self.config;
-        let activity = &self.activity;
-        let head_timeout_ms = config.request_header_timeout.as_millis() as u64;
-        let idle_timeout = config.idle_timeout;
-        let tick = (config.request_header_timeout.min(idle_timeout) / 4).clamp(MIN_TICK, MAX_TICK);
+        let tick =
+            (config.request_header_timeout.min(config.idle_timeout) / 4).clamp(MIN_TICK, MAX_TICK);
         let mut ticker = tokio::time::interval_at(Instant::now() + tick, tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // HTTP/2 counts stream frames only: PINGs and SETTINGS are not activity.
-        let events = || {
-            if activity.is_h2() {
-                activity.stream_events()
-            } else {
-                activity.events()
-            }
+        let mut w = Watch {
+            last_events: events(&self.activity),
+            closing: false,
+            close_by: None,
+            parking: false,
         };
-        let mut last_events = events();
-        let mut closing = false;
-        // Set when the connection is closing for idleness: past it, the
-        // connection is dropped even if the client never finishes the close.
-        let mut close_by: Option<Instant> = None;
-        let mut parking = false;
         // Made once: a fresh wait on the shutdown flag at every wake-up
         // would register a waiter per poll.
         let mut shutdown = self.shutdown.clone();
@@ -259,59 +287,84 @@ impl Serve<'_> {
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                res = conn.as_mut() => {
-                    if let Err(e) = res {
-                        // hyper answered 400/431 itself: count and log it.
-                        if e.is_parse_too_large() {
-                            reject::connection_level(&self.stats.rejected, &config.name, Reason::HeadersTooLarge);
-                        } else if e.is_parse() {
-                            reject::connection_level(&self.stats.rejected, &config.name, Reason::Malformed);
-                        }
-                        tracing::debug!(listener = %config.name, error = %e, "connection ended with error");
-                        return Outcome::Closed;
-                    }
-                    return if parking { Outcome::Parked } else { Outcome::Closed };
-                }
-                _ = &mut stop, if !closing => {
-                    closing = true;
-                    activity.set_parking(false);
-                    parking = false;
+                res = conn.as_mut() => return self.ended(res, w.parking),
+                _ = &mut stop, if !w.closing => {
+                    w.closing = true;
+                    self.activity.set_parking(false);
+                    w.parking = false;
                     graceful(conn.as_mut());
                 }
-                _ = ticker.tick() => {
-                    let head = activity.head_since_ms();
-                    if head != 0 && activity.now_ms().saturating_sub(head) > head_timeout_ms {
-                        tracing::debug!(listener = %config.name, "request header timeout; closing connection");
-                        reject::connection_level(&self.stats.rejected, &config.name, Reason::HeaderTimeout);
-                        return Outcome::Closed;
-                    }
-                    if close_by.is_some_and(|t| Instant::now() >= t) {
-                        tracing::debug!(listener = %config.name, "idle connection did not finish closing; dropping it");
-                        return Outcome::Closed;
-                    }
-                    let events = events();
-                    if events != last_events || activity.in_flight() > 0 {
-                        last_events = events;
-                        *idle_since = Instant::now();
-                    } else if !closing {
-                        // Quiet for a whole tick: past the idle timeout the
-                        // connection closes; before it, a parkable one parks
-                        // (hyper is idle between requests, so it closes its
-                        // side at once without writing).
-                        let expired = idle_since.elapsed() >= idle_timeout;
-                        parking = !expired && parkable && activity.is_quiet();
-                        if expired || parking {
-                            closing = true;
-                            activity.set_parking(parking);
-                            if expired {
-                                close_by = Some(Instant::now() + idle_timeout.min(MAX_CLOSE_GRACE));
-                            }
-                            graceful(conn.as_mut());
-                        }
-                    }
-                }
+                _ = ticker.tick() => match self.tick(&mut w, parkable, idle_since) {
+                    Tick::Close => return Outcome::Closed,
+                    Tick::Graceful => graceful(conn.as_mut()),
+                    Tick::Wait => {}
+                },
             }
         }
+    }
+
+    /// How a hyper connection that ended with `res` ended: an error closes
+    /// it (a 400/431 hyper answered itself is counted and logged).
+    fn ended(&self, res: hyper::Result<()>, parking: bool) -> Outcome {
+        let config = self.config;
+        if let Err(e) = res {
+            if e.is_parse_too_large() {
+                reject::connection_level(
+                    &self.stats.rejected,
+                    &config.name,
+                    Reason::HeadersTooLarge,
+                );
+            } else if e.is_parse() {
+                reject::connection_level(&self.stats.rejected, &config.name, Reason::Malformed);
+            }
+            tracing::debug!(listener = %config.name, error = %e, "connection ended with error");
+            return Outcome::Closed;
+        }
+        if parking {
+            Outcome::Parked
+        } else {
+            Outcome::Closed
+        }
+    }
+
+    /// One tick of the watchdog: the request header timeout, the close
+    /// grace, then activity since the last tick.
+    fn tick(&self, w: &mut Watch, parkable: bool, idle_since: &mut Instant) -> Tick {
+        let config = self.config;
+        let activity = &self.activity;
+        let head_timeout_ms = config.request_header_timeout.as_millis() as u64;
+        let idle_timeout = config.idle_timeout;
+        let head = activity.head_since_ms();
+        if head != 0 && activity.now_ms().saturating_sub(head) > head_timeout_ms {
+            tracing::debug!(listener = %config.name, "request header timeout; closing connection");
+            reject::connection_level(&self.stats.rejected, &config.name, Reason::HeaderTimeout);
+            return Tick::Close;
+        }
+        if w.close_by.is_some_and(|t| Instant::now() >= t) {
+            tracing::debug!(listener = %config.name, "idle connection did not finish closing; dropping it");
+            return Tick::Close;
+        }
+        let events = events(activity);
+        if events != w.last_events || activity.in_flight() > 0 {
+            w.last_events = events;
+            *idle_since = Instant::now();
+        } else if !w.closing {
+            // Quiet for a whole tick: past the idle timeout the
+            // connection closes; before it, a parkable one parks
+            // (hyper is idle between requests, so it closes its
+            // side at once without writing).
+            let expired = idle_since.elapsed() >= idle_timeout;
+            w.parking = !expired && parkable && activity.is_quiet();
+            if expired || w.parking {
+                w.closing = true;
+                activity.set_parking(w.parking);
+                if expired {
+                    w.close_by = Some(Instant::now() + idle_timeout.min(MAX_CLOSE_GRACE));
+                }
+                return Tick::Graceful;
+            }
+        }
+        Tick::Wait
     }
 
     /// Waits for the next bytes from the client, holding no buffer but

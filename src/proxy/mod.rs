@@ -6,6 +6,7 @@ pub mod body;
 pub mod client_body;
 pub mod grpc;
 pub mod headers;
+mod pipeline;
 pub mod protection;
 pub mod reject;
 pub mod request_checks;

@@ -191,10 +191,14 @@ pub async fn attempt(
             Err(mut e) => match e.take_message() {
                 // Not sent: the connection was closing (GOAWAY, or closed
                 // while idle). Another connection takes it.
-                Some(back) if lease.reused => *slot = Some(unprepare(back)),
                 Some(back) => {
                     *slot = Some(unprepare(back));
-                    return connect_failed(io::Error::other(e.into_error()), slot);
+                    let err = ProxyError::unsent(lease.reused);
+                    if err.is_stale() {
+                        continue;
+                    }
+                    let cause = io::Error::other(e.into_error());
+                    return Err((err.caused_by(cause), slot.take()));
                 }
                 None => {
                     let e = e.into_error();
@@ -222,10 +226,7 @@ pub async fn attempt(
 
 #[allow(clippy::result_large_err)]
 fn connect_failed<T>(e: io::Error, slot: &mut Option<Request<UpstreamBody>>) -> Result<T, Failed> {
-    Err((
-        ProxyError::with_cause(ErrorKind::Connect, e).retryable(true),
-        slot.take(),
-    ))
+    Err((ProxyError::with_cause(ErrorKind::Connect, e), slot.take()))
 }
 
 /// Opens a new HTTP/2 connection to `server` and spawns its driver.
