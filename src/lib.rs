@@ -4,7 +4,7 @@
 //! [`proxy::service`] (decode, route, pick, forward, respond) → [`route`]
 //! (the route table) → [`upstream`] and [`balancer`] (server groups and their
 //! algorithms; [`affinity`] pins sticky clients before the balancer picks) →
-//! [`forward`] (pooled upstream client). [`config`] reads and validates the
+//! [`upstream::forward`] (pooled upstream client). [`config`] reads and validates the
 //! YAML file.
 //!
 //! ```no_run
@@ -28,7 +28,6 @@ pub mod config;
 pub mod content;
 pub mod discovery;
 pub mod error;
-pub mod forward;
 pub mod health;
 pub mod limits;
 pub mod listener;

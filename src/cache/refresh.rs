@@ -11,9 +11,9 @@ use http_body_util::BodyExt;
 
 use super::lookup::{Miss, Respond};
 use crate::balancer::PickContext;
-use crate::forward;
 use crate::proxy::body::{Pooled, ProxyBody, UpstreamBody};
 use crate::proxy::headers;
+use crate::upstream::forward;
 use crate::upstream::group::Excluded;
 use crate::upstream::ServerGroup;
 

@@ -23,13 +23,13 @@ use crate::balancer::PickContext;
 use crate::cache::lookup::Respond;
 use crate::config::ListenerConfig;
 use crate::error::ErrorKind;
-use crate::forward;
 use crate::health;
 use crate::listener::ConnActivity;
 use crate::metrics;
 use crate::metrics::ListenerStats;
 use crate::route::jwt::{RequestToken, TokenOutcome, Verified};
 use crate::route::{self, RequestView};
+use crate::upstream::forward;
 use crate::upstream::group::Excluded;
 use crate::upstream::queue::Refused;
 

@@ -2,6 +2,7 @@
 
 pub mod connect;
 pub mod edge;
+pub mod forward;
 pub mod group;
 pub mod h2;
 pub mod h2_settings;
