@@ -4,8 +4,42 @@
 //! [`proxy::service`] (decode, route, pick, forward, respond) → [`route`]
 //! (the route table) → [`upstream`] and [`balancer`] (server groups and their
 //! algorithms; [`affinity`] pins sticky clients before the balancer picks) →
-//! [`upstream::forward`] (pooled upstream client). [`config`] reads and validates the
-//! YAML file.
+//! [`upstream::forward`] (pooled upstream client). [`config`] reads and
+//! validates the YAML file.
+//!
+//! # Layers
+//!
+//! Every top-level module has one line below, the highest layer first. A
+//! module may name (`use crate::…`, paths, doc links) only the modules on
+//! lines below its own, never one above: the imports point down and there
+//! is no cycle. `tests/it/layers.rs` reads this block and checks every file
+//! of `src/` against it, so a new module needs a line here.
+//!
+//! ```text
+//! layer module     holds
+//!  7    admin      admin API: /status, /metrics encoding of every view, reload, purge
+//!  7    discovery  DNS discovery tasks: resolve, update a group's server set, rebuild
+//!  6    listener   binding, accept loops, TLS handshakes, per-connection serving
+//!  6    runtime    the worker threads the listeners hand connections to
+//!  5    proxy      Snapshot, the hyper service pipeline, headers, bodies, cache/content glue
+//!  5    acme       ACME certificates: account, orders, HTTP-01/TLS-ALPN-01 answers
+//!  4    upstream   groups, servers and their live state, pools, connect, h2, forward, probes
+//!  3    tls        server-side TLS: certificate loading, SNI resolver, client certificates
+//!  3    config     the YAML file: raw structs, validation into the runtime model
+//!  2    cache      response cache: store, policy, key, coalescing
+//!  2    limits     rate limits, connection caps, body limit, IP rules
+//!  2    route      the route table, matchers, JWT verification, claims
+//!  2    content    content rules: compression, redirects, rewrites, header rules
+//!  2    affinity   sticky sessions: cookie codec, Set-Cookie, pinned server lookup
+//!  2    balancer   the algorithms, over an endpoint view (no upstream or HTTP types)
+//!  2    health     health state: rise/fall machine, passive ejection counters, clocks
+//!  1    metrics    counters, gauges, histograms owned by what they describe
+//!  1    upgrade    zero-downtime binary upgrade: inherited sockets
+//!  1    shard      per-worker sharded values
+//!  1    error      ErrorKind, ProxyError
+//! ```
+//!
+//! `lib.rs` (the crate root: [`Proxy`], [`Running`]) sits above all of them.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
