@@ -70,6 +70,7 @@ pub mod proxy;
 pub mod route;
 pub mod runtime;
 pub mod shard;
+pub mod tls;
 pub mod upgrade;
 pub mod upstream;
 

@@ -312,7 +312,7 @@ impl Collector for Scrape {
             }),
         )?;
 
-        crate::limits::metrics::encode(&mut enc, &registry.limits, &listeners)?;
+        super::limits_metrics::encode(&mut enc, &registry.limits, &listeners)?;
         crate::cache::metrics::encode(&mut enc, &registry.cache)?;
 
         let global = &registry.global;

@@ -21,8 +21,8 @@ use super::{ConfigError, ConfigErrors, RawConfig, RawGroup, RawListener, RawRout
 use crate::affinity::{AffinitySecret, StickyConfig};
 use crate::balancer::hash::HashKey;
 use crate::health::{HealthCheck, PassiveConfig};
-use crate::listener::tls;
 use crate::route::{HostMatch, JwtVerifier, PathMatch, Route, ValueMatch};
+use crate::tls;
 
 /// Default time allowed to receive request headers (slowloris guard).
 pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -2,8 +2,9 @@
 //! and answers; proxy header rewriting; body types; the access log.
 
 pub mod access_log;
+pub mod activity;
 pub mod body;
-pub mod client_body;
+pub mod cache_refresh;
 pub mod grpc;
 pub mod headers;
 pub mod protection;

@@ -10,8 +10,8 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use super::access_log::{self, AccessRecord};
-use super::body::{BodySlot, Pooled, ProxyBody, UpstreamBody};
-use super::client_body::ClientFault;
+use super::activity::ConnActivity;
+use super::body::{Pooled, ProxyBody};
 use super::headers::{self, ClientInfo};
 use super::protection;
 use super::reject::Reason;
@@ -24,11 +24,12 @@ use crate::cache::lookup::Respond;
 use crate::config::ListenerConfig;
 use crate::error::ErrorKind;
 use crate::health;
-use crate::listener::ConnActivity;
 use crate::metrics;
 use crate::metrics::ListenerStats;
 use crate::route::jwt::{RequestToken, TokenOutcome, Verified};
 use crate::route::{self, RequestView};
+use crate::upstream::body::{BodySlot, UpstreamBody};
+use crate::upstream::client_body::ClientFault;
 use crate::upstream::forward;
 use crate::upstream::group::Excluded;
 use crate::upstream::queue::Refused;
@@ -221,7 +222,7 @@ async fn proxy(
                         Some(t) => http::Uri::from(t.clone()),
                         None => req.uri().clone(),
                     };
-                    job.spawn(Arc::clone(group), conn.peer.ip(), h, uri);
+                    super::cache_refresh::spawn(job, Arc::clone(group), conn.peer.ip(), h, uri);
                 }
                 observe(response.status().as_u16());
                 return cache_answer(response, rate_headers, record, content, encoding);
@@ -241,7 +242,7 @@ async fn proxy(
         parts.version,
         host.as_ref(),
     );
-    crate::listener::client_auth::apply(&mut parts.headers, conn.client_cert.get());
+    crate::tls::client_auth::apply(&mut parts.headers, conn.client_cert.get());
     if !route.forward_claims.is_empty() {
         let claims = claims.as_deref().map(|v| &v.claims);
         route::claims::forward(&route.forward_claims, claims, &mut parts.headers);

@@ -5,11 +5,11 @@
 
 use hyper::body::Incoming;
 
+use super::body::UpstreamBody;
 use super::pool::Checkout;
 use super::{Lease, Server, ServerGroup};
 use crate::config::upstream_tls::UpstreamProtocol;
 use crate::error::{ErrorKind, ProxyError};
-use crate::proxy::body::UpstreamBody;
 
 /// A shorter response timeout for one request (a gRPC call's
 /// `grpc-timeout`), carried in the upstream request's extensions; the

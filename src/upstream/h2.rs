@@ -34,12 +34,12 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::Instant;
 
+use super::body::UpstreamBody;
 use super::connect::{self, Connector};
 use super::h2_settings::{PeerSettings, SettingsTap};
 use super::{Server, ServerGroup};
 use crate::config::upstream_tls::UpstreamProtocol;
 use crate::error::{ErrorKind, ProxyError};
-use crate::proxy::body::UpstreamBody;
 use crate::upstream::forward::Failed;
 
 /// HTTP/2 PING interval on upstream connections (a dead peer is noticed
@@ -355,7 +355,7 @@ struct Template {
     uri: Uri,
     headers: http::HeaderMap,
     /// `None` = no body.
-    body: Option<crate::proxy::body::BodySlot>,
+    body: Option<super::body::BodySlot>,
 }
 
 impl Template {

@@ -1,5 +1,7 @@
 //! Server groups (clusters), their servers and their live state.
 
+pub mod body;
+pub mod client_body;
 pub mod connect;
 pub mod edge;
 pub mod forward;
