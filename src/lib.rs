@@ -284,7 +284,7 @@ impl Inner {
         let (stop, rx) = watch::channel(false);
         for (cfg, group) in config.groups.iter().zip(&snapshot.groups) {
             if let Some(check) = &cfg.health_check {
-                self.tracker.spawn(health::active::run(
+                self.tracker.spawn(upstream::health::active::run(
                     Arc::clone(group),
                     check.clone(),
                     rx.clone(),

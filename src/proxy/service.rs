@@ -23,7 +23,6 @@ use crate::balancer::PickContext;
 use crate::cache::lookup::Respond;
 use crate::config::ListenerConfig;
 use crate::error::ErrorKind;
-use crate::health;
 use crate::metrics;
 use crate::metrics::ListenerStats;
 use crate::route::jwt::{RequestToken, TokenOutcome, Verified};
@@ -32,6 +31,7 @@ use crate::upstream::body::{BodySlot, UpstreamBody};
 use crate::upstream::client_body::ClientFault;
 use crate::upstream::forward;
 use crate::upstream::group::Excluded;
+use crate::upstream::health;
 use crate::upstream::queue::Refused;
 
 /// What the service knows about the downstream connection a request came on.

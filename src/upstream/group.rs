@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::affinity::Sticky;
 use crate::balancer::{self, Balancer, PickContext};
 use crate::config::{GroupConfig, Timeouts};
-use crate::health::{self, GroupHealth, LazyNow};
+use crate::health::{GroupHealth, LazyNow};
 use crate::metrics::{GlobalStats, GroupStats, ListenerStats, RouteStats};
 
 use super::server::{Server, ServerState};
@@ -231,7 +231,7 @@ impl ServerGroup {
         let server = &self.servers[i];
         server.state.is_healthy()
             && !server.state.is_drained()
-            && !health::passive::is_ejected(&self.name, server, now)
+            && !super::health::passive::is_ejected(&self.name, server, now)
     }
 
     /// True when server index `i` may receive this request: it exists, is

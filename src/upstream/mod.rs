@@ -8,6 +8,7 @@ pub mod forward;
 pub mod group;
 pub mod h2;
 pub mod h2_settings;
+pub mod health;
 pub mod lease;
 pub mod pool;
 pub mod proxy_protocol;
