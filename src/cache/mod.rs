@@ -145,7 +145,7 @@ impl Cache {
     }
 }
 
-/// Holds the cache across reloads (in [`crate::upstream::StateRegistry`]).
+/// Holds the cache across reloads (in `upstream::StateRegistry`).
 #[derive(Debug, Default)]
 pub struct CacheRegistry {
     current: Mutex<Option<Arc<Cache>>>,

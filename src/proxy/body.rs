@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 
 use super::access_log::AccessRecord;
 use super::activity::RequestGuard;
-use crate::content::compress::{Compressed, Encoding, Levels};
+use crate::content::compress::{Compressed, Compressible, Encoding, Levels};
 use crate::upstream::{InFlightGuard, Lease, ServerState};
 
 /// The upstream connection a response came on; it goes back to the pool of
@@ -58,7 +58,7 @@ enum Kind {
     Upstream(Incoming),
     Full(Option<Bytes>),
     /// Another body compressed as it streams (`content::compress`).
-    Compressed(Box<Compressed>),
+    Compressed(Box<Compressed<ProxyBody>>),
 }
 
 impl ProxyBody {
@@ -173,6 +173,14 @@ impl ProxyBody {
         if let Some(r) = self.record.take() {
             r.emit();
         }
+    }
+}
+
+/// What `content::compress::apply` wraps a response body with.
+impl Compressible for ProxyBody {
+    #[inline]
+    fn compressed(self, encoding: Encoding, levels: Levels) -> Self {
+        ProxyBody::compressed(self, encoding, levels)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cache_refresh;
 pub mod grpc;
 pub mod headers;
 pub mod protection;
+pub mod redirect;
 pub mod reject;
 pub mod request_checks;
 pub mod service;

@@ -145,18 +145,8 @@ async fn proxy(
     let content = route.content.as_deref();
     if let Some(c) = content.filter(|c| c.redirect.is_some()) {
         let (h, v) = (host.as_ref(), claims.as_deref());
-        return crate::content::redirect::serve(
-            c,
-            snapshot,
-            route_index,
-            conn,
-            &req,
-            h,
-            v,
-            record,
-            start,
-        )
-        .await;
+        return super::redirect::serve(c, snapshot, route_index, conn, &req, h, v, record, start)
+            .await;
     }
     let route_stats = &snapshot.route_stats[route_index];
     let Some(group) = snapshot.groups.get(route.group) else {
