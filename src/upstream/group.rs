@@ -34,7 +34,7 @@ pub struct StateRegistry {
     /// The response cache (kept across reloads) and its counters.
     pub cache: crate::cache::CacheRegistry,
     /// Servers discovered from DNS, by group (`discovery:`).
-    pub discovery: crate::discovery::Discovered,
+    pub discovery: super::discovered::Discovered,
 }
 
 fn entry<T: Default>(map: &Mutex<HashMap<Arc<str>, Arc<T>>>, name: &Arc<str>) -> Arc<T> {
@@ -158,7 +158,10 @@ impl ServerGroup {
         let edge =
             super::edge::GroupEdge::new(config, &servers, registry.group_queue(&config.name));
         let balancer = balancer::build(config, &servers[..edge.primaries]);
-        let sticky = config.sticky.as_ref().map(|s| Sticky::new(s, &servers));
+        let sticky = config.sticky.as_ref().map(|s| {
+            let ids: Vec<Arc<str>> = servers.iter().map(|s| s.id.clone()).collect();
+            Sticky::new(s, &ids)
+        });
         if config.tls.as_ref().is_some_and(|t| t.insecure) {
             crate::config::upstream_tls::warn_insecure_once(&config.name);
         }

@@ -3,6 +3,7 @@
 pub mod body;
 pub mod client_body;
 pub mod connect;
+pub mod discovered;
 pub mod edge;
 pub mod forward;
 pub mod group;
