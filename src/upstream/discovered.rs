@@ -1,7 +1,7 @@
 //! The servers discovered from DNS (`groups.NAME.discovery`), by group: the
 //! last good set of each group, which [`super::ServerGroup`]s are built
 //! with. The tasks that resolve the names and rebuild are in
-//! `crate::discovery`.
+//! the `discovery` module (above `proxy`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
