@@ -31,8 +31,6 @@ use http::header::{self, HeaderMap};
 pub use codec::CookieKey;
 use set_cookie::SetCookie;
 
-use crate::upstream::Server;
-
 /// Shortest affinity secret accepted, in bytes (128 bits).
 pub const MIN_SECRET_LEN: usize = 16;
 /// Length of the random secret made when the config has none, in bytes.
@@ -160,19 +158,20 @@ pub struct Sticky {
 }
 
 impl Sticky {
-    /// The policy of `config` over the group's `servers`.
-    pub fn new(config: &StickyConfig, servers: &[Server]) -> Self {
+    /// The policy of `config` over the group's servers, given by their
+    /// `ids` in group order.
+    pub fn new(config: &StickyConfig, ids: &[Arc<str>]) -> Self {
         let secret = config.secret.as_ref().unwrap_or_else(|| process_secret());
         Sticky {
             name: config.cookie.clone(),
             key: CookieKey::derive(secret.bytes(), &config.cookie),
             max_age: config.max_age.map(|d| d.as_secs()),
-            index: servers
+            index: ids
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (Box::from(s.id.as_bytes()), i))
+                .map(|(i, id)| (Box::from(id.as_bytes()), i))
                 .collect(),
-            ids: servers.iter().map(|s| s.id.clone()).collect(),
+            ids: ids.to_vec(),
             set_cookie: SetCookie::new(config),
         }
     }
@@ -274,23 +273,10 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
-    use crate::config::ServerConfig;
-    use crate::upstream::ServerState;
 
     fn sticky(max_age: Option<u64>) -> Sticky {
-        let servers: Vec<Server> = ["a", "b", "c"]
-            .iter()
-            .map(|id| {
-                let c = ServerConfig {
-                    id: Arc::from(*id),
-                    address: "127.0.0.1:1".parse().unwrap(),
-                    weight: 1,
-                    edge: Default::default(),
-                };
-                Server::new(&c, Arc::new(ServerState::default()))
-            })
-            .collect();
-        Sticky::new(&test_config(max_age), &servers)
+        let ids: Vec<Arc<str>> = ["a", "b", "c"].iter().map(|id| Arc::from(*id)).collect();
+        Sticky::new(&test_config(max_age), &ids)
     }
 
     fn test_config(max_age: Option<u64>) -> StickyConfig {

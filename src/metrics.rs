@@ -6,8 +6,10 @@
 //! scrape walks the current snapshot to read them (prometheus-client's
 //! `Collector` pattern). The counters written on every request are sharded
 //! per worker ([`crate::shard::Sharded`]: each worker adds to its own cache
-//! line) and summed when read. Counters live in [`crate::upstream::StateRegistry`]
+//! line) and summed when read. Counters live in `upstream::StateRegistry`
 //! keyed by name, so they stay monotonic across config reloads.
+
+pub mod reject;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -215,7 +217,7 @@ pub struct ListenerStats {
     /// Connections closed for a missing or invalid PROXY protocol header.
     pub proxy_protocol_errors: Counter,
     /// Requests weir refused itself, by reason (`weir_downstream_rejected_total`).
-    pub rejected: crate::proxy::reject::RejectStats,
+    pub rejected: reject::RejectStats,
     /// `max_connections` / `max_connections_per_ip` and their counts,
     /// shared by every accept loop of the listener.
     pub conn_limit: std::sync::Arc<crate::limits::ConnLimiter>,

@@ -9,8 +9,6 @@ use http::{Request, Response, StatusCode};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::proxy::body::ProxyBody;
-
 /// Path prefix of HTTP-01 challenges.
 pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
@@ -38,8 +36,9 @@ pub fn remove_http01(token: &str) {
 
 /// The answer to an HTTP-01 validation request, before routing: 200 with
 /// the key authorization for a pending token, 404 for an unknown one under
-/// the prefix, `None` (route as usual) for any other path.
-pub fn http01_response<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
+/// the prefix, `None` (route as usual) for any other path. The body type is
+/// the caller's (the proxy's `ProxyBody`), made from the key authorization.
+pub fn http01_response<B, O: From<Bytes>>(req: &Request<B>) -> Option<Response<O>> {
     let token = req.uri().path().strip_prefix(HTTP01_PREFIX)?;
     let found = HTTP01
         .read()
@@ -52,7 +51,7 @@ pub fn http01_response<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
         None => return None,
     };
     tracing::info!(token, "answering an ACME HTTP-01 challenge");
-    let mut rsp = Response::new(ProxyBody::full(body, None));
+    let mut rsp = Response::new(O::from(body));
     *rsp.status_mut() = status;
     rsp.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -96,12 +95,13 @@ mod tests {
     fn http01_only_known_tokens() {
         add_http01("tok-1", "tok-1.thumb");
         let req = |p: &str| Request::get(p).body(()).unwrap();
-        let r = http01_response(&req("/.well-known/acme-challenge/tok-1")).unwrap();
+        let r: Response<Bytes> =
+            http01_response(&req("/.well-known/acme-challenge/tok-1")).unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        assert!(http01_response(&req("/.well-known/acme-challenge/other")).is_none());
-        assert!(http01_response(&req("/index.html")).is_none());
+        assert!(http01_response::<_, Bytes>(&req("/.well-known/acme-challenge/other")).is_none());
+        assert!(http01_response::<_, Bytes>(&req("/index.html")).is_none());
         remove_http01("tok-1");
-        assert!(http01_response(&req("/.well-known/acme-challenge/tok-1")).is_none());
+        assert!(http01_response::<_, Bytes>(&req("/.well-known/acme-challenge/tok-1")).is_none());
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub use challenge::http01_response;
 pub use task::run;
 
 use crate::config::acme::{AcmeChallenge, AcmeConfig};
-use crate::listener::tls::SniResolver;
+use crate::tls::SniResolver;
 
 /// The ACME side of one TLS listener: the issued certificate and the
 /// pending TLS-ALPN-01 answers, shared by its resolver and its task.
@@ -145,13 +145,13 @@ impl ResolvesServerCert for AcmeResolver {
 pub fn server_config(
     state: &Arc<AcmeState>,
     keys: &[Arc<CertifiedKey>],
-    client_auth: Option<&crate::listener::client_auth::ClientAuth>,
+    client_auth: Option<&crate::tls::client_auth::ClientAuth>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let resolver = AcmeResolver {
         state: Arc::clone(state),
         fallback: SniResolver::new(keys),
     };
-    let mut config = crate::listener::tls::with_resolver(Arc::new(resolver), client_auth)?;
+    let mut config = crate::tls::with_resolver(Arc::new(resolver), client_auth)?;
     if state.config.challenge == AcmeChallenge::TlsAlpn01 {
         config
             .alpn_protocols

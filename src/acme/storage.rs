@@ -107,9 +107,9 @@ impl Storage {
         if !cert.exists() || !key.exists() {
             return Ok(None);
         }
-        let ck = crate::listener::tls::load_certified_key(&cert, &key).map_err(|e| match e {
-            crate::listener::tls::CertError::Cert(m) => format!("{}: {m}", cert.display()),
-            crate::listener::tls::CertError::Key(m) => format!("{}: {m}", key.display()),
+        let ck = crate::tls::load_certified_key(&cert, &key).map_err(|e| match e {
+            crate::tls::CertError::Cert(m) => format!("{}: {m}", cert.display()),
+            crate::tls::CertError::Key(m) => format!("{}: {m}", key.display()),
         })?;
         let leaf = ck.cert.first().ok_or("empty chain")?.clone();
         let (not_after, names) = leaf_info(&leaf)?;

@@ -22,6 +22,7 @@
 
 pub mod auth;
 mod edge_metrics;
+mod limits_metrics;
 pub mod prometheus;
 
 use std::convert::Infallible;

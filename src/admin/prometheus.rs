@@ -116,7 +116,7 @@ impl Collector for Scrape {
         encode_server_gauges(enc, &snapshot, &servers)?;
         let listeners = registry.all_listener_stats();
         encode_listeners(enc, &listeners)?;
-        crate::limits::metrics::encode(enc, &registry.limits, &listeners)?;
+        super::limits_metrics::encode(enc, &registry.limits, &listeners)?;
         crate::cache::metrics::encode(enc, &registry.cache)?;
         encode_global(enc, &registry.global, &listeners)?;
         super::edge_metrics::encode(enc, &snapshot, registry)?;

@@ -417,7 +417,11 @@ mod tests {
         let none = crate::upstream::group::Excluded::default();
         // b and c are busy, a is idle but ejected.
         let _g = [s[1].state.start_request(), s[2].state.start_request()];
-        crate::health::passive::request_failed(&group, 0, crate::error::ErrorKind::Connect);
+        crate::upstream::health::passive::request_failed(
+            &group,
+            0,
+            crate::error::ErrorKind::Connect,
+        );
         let offered = std::cell::Cell::new(0);
         let usable = |i: usize| {
             offered.set(offered.get() + 1);

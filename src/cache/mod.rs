@@ -10,7 +10,8 @@
 //! - [`tee`]: the body is copied while it streams to the first client and
 //!   stored at its end when complete and within `max_object_size`.
 //! - [`lookup`]: the request-path hooks `proxy::service` calls.
-//! - [`refresh`]: background revalidation for `stale-while-revalidate`.
+//! - [`refresh`]: a background revalidation for `stale-while-revalidate`
+//!   (sent by `proxy::cache_refresh`).
 //!
 //! The cache lives in the [`CacheRegistry`] (part of the state registry that
 //! outlives reloads): a reload keeps the stored responses unless
@@ -144,7 +145,7 @@ impl Cache {
     }
 }
 
-/// Holds the cache across reloads (in [`crate::upstream::StateRegistry`]).
+/// Holds the cache across reloads (in `upstream::StateRegistry`).
 #[derive(Debug, Default)]
 pub struct CacheRegistry {
     current: Mutex<Option<Arc<Cache>>>,

@@ -28,7 +28,13 @@ use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
-use crate::proxy::body::{BodyError, ProxyBody};
+/// A response body that [`apply`] can wrap in a compressing stream (the
+/// proxy's `ProxyBody`); a trait so that content stays below the proxy,
+/// with static dispatch.
+pub trait Compressible: Sized {
+    /// `self` compressed with `encoding` at `levels` as it streams.
+    fn compressed(self, encoding: Encoding, levels: Levels) -> Self;
+}
 
 /// Window of the zstd and brotli encoders, as a power of two (19 = 512 KiB):
 /// bounds each compressed response's memory; web responses gain little from
@@ -321,11 +327,11 @@ fn parse_q(v: &str) -> Option<u16> {
 /// `Accept-Ranges` removed (ranges of the identity body no longer apply),
 /// and a strong `ETag` becomes weak (`W/"…"`): the compressed bytes differ
 /// from those the strong validator named (RFC 9110 §8.8.1), as nginx does.
-pub fn apply(
-    mut resp: Response<ProxyBody>,
+pub fn apply<B: Compressible>(
+    mut resp: Response<B>,
     choice: Option<Encoding>,
     cfg: Option<&Compression>,
-) -> Response<ProxyBody> {
+) -> Response<B> {
     let Some(cfg) = cfg else { return resp };
     if !compressible(cfg, resp.status(), resp.headers()) {
         return resp;
@@ -340,7 +346,7 @@ pub fn apply(
         HeaderValue::from_static(enc.as_str()),
     );
     weaken_etag(h);
-    resp.map(|body| ProxyBody::compressed(body, enc, cfg.levels))
+    resp.map(|body| body.compressed(enc, cfg.levels))
 }
 
 /// True when a response of `status` with `headers` may be compressed under `cfg`.
@@ -517,10 +523,11 @@ impl Encoder {
     }
 }
 
-/// A response body compressed as it streams: wraps the original body.
+/// A response body compressed as it streams: wraps the original body `B`
+/// (the proxy's `ProxyBody`).
 #[derive(Debug)]
-pub struct Compressed {
-    inner: ProxyBody,
+pub struct Compressed<B> {
+    inner: B,
     encoder: Encoder,
     /// Data was written since the last flush.
     dirty: bool,
@@ -530,9 +537,9 @@ pub struct Compressed {
     done: bool,
 }
 
-impl Compressed {
+impl<B: Body<Data = Bytes> + Unpin> Compressed<B> {
     /// Compresses `inner` with `enc` at `levels`.
-    pub fn new(inner: ProxyBody, enc: Encoding, levels: Levels) -> Self {
+    pub fn new(inner: B, enc: Encoding, levels: Levels) -> Self {
         Compressed {
             inner,
             encoder: Encoder::new(enc, levels),
@@ -546,7 +553,7 @@ impl Compressed {
     /// Ends the compressed stream early after an encoder failure (which an
     /// in-memory sink should never see): the client's decoder sees the
     /// stream cut short.
-    fn fail(&mut self, e: &io::Error) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn fail(&mut self, e: &io::Error) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         tracing::warn!(error = %e, "response compression failed: body cut short");
         self.done = true;
         Poll::Ready(None)
@@ -556,7 +563,7 @@ impl Compressed {
     pub fn poll_next(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         loop {
             if self.done {
                 return Poll::Ready(None);

@@ -1,23 +1,20 @@
-//! Server health: active probes, passive ejection, and what a group does when
-//! no server is left.
+//! Server health state: the settings, the rise/fall state machine and the
+//! ejection clock, with no I/O and no upstream types (below the balancers).
 //!
 //! * [`state`]: the up/down state machine of active checks (rise/fall), which
 //!   reports flips instead of states (sozu's `HealthState`, pingora's
 //!   `observe_health`), and the ejection backoff.
-//! * [`active`]: one probe scheduler task per group (pingora's background
-//!   service loop): HTTP or TCP probes on their own short connections.
-//! * [`passive`]: consecutive-failure ejection from real traffic, with
-//!   doubling ejection times and Envoy's "never eject more than half".
+//! * [`HealthCheck`], [`PassiveConfig`]: validated settings of a group.
 //! * [`GroupHealth`]: per-group settings the request path needs, and the
 //!   latched warning of `fail_open`.
+//! * [`now_ms`], [`LazyNow`]: the ejection clock.
 //!
-//! The live state (up/down flag, failure counters, ejection deadline) is in
-//! each server's [`ServerState`](crate::upstream::ServerState), which outlives
-//! config rebuilds; the probe tasks only hold their rise/fall counters.
+//! The probes and passive ejection, which act on a group's servers, are in
+//! `upstream::health`. The live state (up/down flag, failure
+//! counters, ejection deadline) is in each server's `upstream::ServerState`,
+//! which outlives config rebuilds; the probe tasks only hold their rise/fall
+//! counters.
 
-pub mod active;
-pub mod grpc;
-pub mod passive;
 pub mod state;
 
 use std::cell::Cell;
@@ -28,7 +25,6 @@ use std::time::Duration;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method};
 
-pub use passive::PassiveState;
 pub use state::{HealthCounter, Transition};
 
 /// Validated active health check settings of a group (`groups.*.health_check`).

@@ -6,7 +6,7 @@
 //! the client gets 413.
 //!
 //! The counting happens where the body is polled for the upstream
-//! (`proxy::body::UpstreamBody`): past the limit that poll never yields the
+//! (`upstream::body::UpstreamBody`): past the limit that poll never yields the
 //! frame (it returns pending), and [`BodyLimit::race`] drops the upstream
 //! request in favour of the 413.
 

@@ -22,7 +22,6 @@ pub mod body_limit;
 pub mod conn_limit;
 pub mod headers;
 pub mod ip_rules;
-pub mod metrics;
 pub mod policy;
 pub mod rate;
 pub mod redis_store;

@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime};
 use rustls::sign::CertifiedKey;
 use tokio::sync::watch;
 
-use super::tls::{self, CertError};
 use super::Listener;
+use crate::tls::{self, CertError};
 
 /// How often the certificate files are looked at: a changed pair serves
 /// within about this long (one second, as nginx-ingress and Caddy do).

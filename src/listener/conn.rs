@@ -26,11 +26,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::activity::ConnActivity;
 use super::h2_frames::FrameWatch;
 use super::stopped;
 use crate::config::ListenerConfig;
 use crate::metrics::{Gauge, ListenerStats};
+use crate::proxy::activity::ConnActivity;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::reject::{self, Reason};
 

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::activity::ConnActivity;
+use crate::proxy::activity::{ConnActivity, Seen};
 
 /// Length of the client connection preface (RFC 9113 §3.4).
 const PREFACE_LEN: usize = 24;
@@ -36,18 +36,6 @@ pub(super) struct FrameParser {
     payload_left: u32,
     kind: u8,
     flags: u8,
-}
-
-/// What a [`FrameParser`] saw in one chunk of bytes.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct Seen {
-    /// HEADERS, CONTINUATION or DATA frames that started.
-    pub stream_frames: u32,
-    /// A header block started (HEADERS frame header read).
-    pub block_started: bool,
-    /// The last header block seen ended (END_HEADERS frame read whole)
-    /// and no later one started.
-    pub block_ended: bool,
 }
 
 impl FrameParser {

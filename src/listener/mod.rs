@@ -3,15 +3,12 @@
 //! request-header timeout, header size, keep-alive idle timeout), and
 //! draining on shutdown.
 
-mod activity;
 pub mod cert_watch;
-pub mod client_auth;
 mod conn;
 mod h2_frames;
 pub mod proxy_protocol;
-pub mod tls;
 
-pub use activity::{ConnActivity, RequestGuard};
+pub use crate::proxy::activity::{ConnActivity, RequestGuard};
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,6 +30,7 @@ use crate::proxy::headers::ClientInfo;
 use crate::proxy::service::{self, Downstream};
 use crate::proxy::SharedSnapshot;
 use crate::runtime::Workers;
+use crate::tls::{self, client_auth};
 
 /// Most concurrent HTTP/2 streams per client connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
@@ -391,7 +389,7 @@ impl Listener {
         self.stats.open.add(1);
         let _open = OpenGuard(&self.stats);
         let activity = Arc::new(ConnActivity::new());
-        let io = activity::ActivityIo {
+        let io = crate::proxy::activity::ActivityIo {
             inner: stream,
             activity: Arc::clone(&activity),
         };
@@ -430,7 +428,7 @@ impl Listener {
     /// or HTTP/1 as ALPN chose.
     async fn serve_tls<S: conn::ProxyService>(
         &self,
-        io: activity::ActivityIo,
+        io: crate::proxy::activity::ActivityIo,
         config: Arc<rustls::ServerConfig>,
         serve: conn::Serve<'_>,
         svc: S,

@@ -273,6 +273,31 @@ mod tests {
     }
 
     #[test]
+    fn v2_binary_round_trips_from_the_upstream_encoder() {
+        for (c, l) in [
+            ("192.0.2.7:5555", "198.51.100.1:443"),
+            ("[2001:db8::1]:1", "[::1]:8443"),
+        ] {
+            let (c, l): (SocketAddr, SocketAddr) = (c.parse().unwrap(), l.parse().unwrap());
+            for v in [
+                crate::config::edge::ProxyVersion::V1,
+                crate::config::edge::ProxyVersion::V2,
+            ] {
+                let h = crate::upstream::proxy_protocol::encode(v, c, l);
+                let parsed = parse(&h);
+                assert_eq!(
+                    parsed,
+                    Parse::Done {
+                        len: h.len(),
+                        addrs: Some((c, l))
+                    },
+                    "{v:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn v1_examples() {
         let h = b"PROXY TCP4 192.0.2.1 192.0.2.2 56324 443\r\nGET /";
         assert_eq!(

@@ -2,12 +2,14 @@
 //! and answers; proxy header rewriting; body types; the access log.
 
 pub mod access_log;
+pub mod activity;
 pub mod body;
-pub mod client_body;
+pub mod cache_refresh;
 pub mod grpc;
 pub mod headers;
 mod pipeline;
 pub mod protection;
+pub mod redirect;
 pub mod reject;
 pub mod request_checks;
 pub mod service;

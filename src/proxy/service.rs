@@ -10,6 +10,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::access_log::{self, AccessRecord};
+use super::activity::ConnActivity;
 use super::body::ProxyBody;
 use super::headers::ClientInfo;
 use super::pipeline::attempt::{self, Answer};
@@ -20,7 +21,6 @@ use super::request_checks;
 use super::{LocalSnapshot, Snapshot};
 use crate::config::ListenerConfig;
 use crate::error::ErrorKind;
-use crate::listener::ConnActivity;
 use crate::metrics::ListenerStats;
 use crate::route;
 
@@ -136,10 +136,7 @@ async fn proxy(
     let route = &snapshot.routes.routes()[index];
     if let Some(c) = route.content.as_deref().filter(|c| c.redirect.is_some()) {
         let (h, r) = (host.as_ref(), record);
-        return crate::content::redirect::serve(
-            c, snapshot, index, conn, &req, h, claims, r, start,
-        )
-        .await;
+        return super::redirect::serve(c, snapshot, index, conn, &req, h, claims, r, start).await;
     }
     let Some(group) = snapshot.groups.get(route.group) else {
         return fail(conn, None, version, ErrorKind::Internal.into(), record);

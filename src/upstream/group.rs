@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::affinity::Sticky;
 use crate::balancer::{self, Balancer, PickContext};
 use crate::config::{GroupConfig, Timeouts};
-use crate::health::{self, GroupHealth, LazyNow};
+use crate::health::{GroupHealth, LazyNow};
 use crate::metrics::{GlobalStats, GroupStats, ListenerStats, RouteStats};
 
 use super::server::{Server, ServerState};
@@ -34,7 +34,7 @@ pub struct StateRegistry {
     /// The response cache (kept across reloads) and its counters.
     pub cache: crate::cache::CacheRegistry,
     /// Servers discovered from DNS, by group (`discovery:`).
-    pub discovery: crate::discovery::Discovered,
+    pub discovery: super::discovered::Discovered,
 }
 
 fn entry<T: Default>(map: &Mutex<HashMap<Arc<str>, Arc<T>>>, name: &Arc<str>) -> Arc<T> {
@@ -158,7 +158,10 @@ impl ServerGroup {
         let edge =
             super::edge::GroupEdge::new(config, &servers, registry.group_queue(&config.name));
         let balancer = balancer::build(config, &servers[..edge.primaries]);
-        let sticky = config.sticky.as_ref().map(|s| Sticky::new(s, &servers));
+        let sticky = config.sticky.as_ref().map(|s| {
+            let ids: Vec<Arc<str>> = servers.iter().map(|s| s.id.clone()).collect();
+            Sticky::new(s, &ids)
+        });
         if config.tls.as_ref().is_some_and(|t| t.insecure) {
             crate::config::upstream_tls::warn_insecure_once(&config.name);
         }
@@ -231,7 +234,7 @@ impl ServerGroup {
         let server = &self.servers[i];
         server.state.is_healthy()
             && !server.state.is_drained()
-            && !health::passive::is_ejected(&self.name, server, now)
+            && !super::health::passive::is_ejected(&self.name, server, now)
     }
 
     /// True when server index `i` may receive this request: it exists, is

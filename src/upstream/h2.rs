@@ -34,13 +34,13 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::Instant;
 
+use super::body::UpstreamBody;
 use super::connect::{self, Connector};
 use super::h2_settings::{PeerSettings, SettingsTap};
 use super::{Server, ServerGroup};
 use crate::config::upstream_tls::UpstreamProtocol;
 use crate::error::{ErrorKind, ProxyError};
-use crate::forward::Failed;
-use crate::proxy::body::UpstreamBody;
+use crate::upstream::forward::Failed;
 
 /// HTTP/2 PING interval on upstream connections (a dead peer is noticed
 /// within interval + timeout even without TCP keepalive).
@@ -150,7 +150,7 @@ fn lease(conn: &Arc<H2Conn>, reused: bool) -> H2Lease {
 /// unsent it is put back.
 ///
 /// # Errors
-/// As [`crate::forward::send`]: [`ErrorKind::Connect`] (retryable) when no
+/// As [`crate::upstream::forward::send`]: [`ErrorKind::Connect`] (retryable) when no
 /// connection could be opened (TLS failures included), with the request
 /// given back; [`ErrorKind::UpstreamReset`] when the stream was reset or
 /// refused before the response; [`ErrorKind::UpstreamProtocol`] otherwise.
@@ -356,7 +356,7 @@ struct Template {
     uri: Uri,
     headers: http::HeaderMap,
     /// `None` = no body.
-    body: Option<crate::proxy::body::BodySlot>,
+    body: Option<super::body::BodySlot>,
 }
 
 impl Template {

@@ -1,10 +1,15 @@
 //! Server groups (clusters), their servers and their live state.
 
+pub mod body;
+pub mod client_body;
 pub mod connect;
+pub mod discovered;
 pub mod edge;
+pub mod forward;
 pub mod group;
 pub mod h2;
 pub mod h2_settings;
+pub mod health;
 pub mod lease;
 pub mod pool;
 pub mod proxy_protocol;

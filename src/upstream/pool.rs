@@ -27,10 +27,10 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
+use super::body::UpstreamBody;
 use super::connect::Connector;
 use super::ServerState;
 use crate::config::upstream_tls::{UpstreamProtocol, UpstreamTlsConfig};
-use crate::proxy::body::UpstreamBody;
 
 /// Idle connections of one server, most recently used last.
 #[derive(Debug, Default)]

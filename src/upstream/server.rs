@@ -14,8 +14,8 @@ use http::Uri;
 
 use crossbeam_utils::CachePadded;
 
+use super::health::passive::PassiveState;
 use crate::config::ServerConfig;
-use crate::health::PassiveState;
 use crate::metrics::{Counter, ServerStats};
 use crate::shard::Sharded;
 
@@ -81,7 +81,7 @@ pub struct ServerState {
     drained: AtomicBool,
     /// Response and error counters (exported on `/metrics`).
     pub stats: ServerStats,
-    /// Passive-health counters and ejection deadline (see `health::passive`).
+    /// Passive-health counters and ejection deadline (see `upstream::health::passive`).
     pub passive: PassiveState,
     /// Peak-EWMA of the time to response headers, one estimate per worker
     /// (each worker measures the responses it got, as each linkerd or

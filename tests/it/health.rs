@@ -283,7 +283,7 @@ fn passive_group(registry: &StateRegistry) -> ServerGroup {
 
 fn fail(group: &ServerGroup, i: usize, kind: ErrorKind, times: usize) {
     for _ in 0..times {
-        weir::health::passive::request_failed(group, i, kind);
+        weir::upstream::health::passive::request_failed(group, i, kind);
     }
 }
 
@@ -304,7 +304,7 @@ async fn passive_ejection_doubles_up_to_max_ejection() {
     let group = passive_group(&registry);
     // Two failures and a success: the streak starts again.
     fail(&group, 0, ErrorKind::UpstreamReset, 2);
-    weir::health::passive::response(&group, 0, StatusCode::OK);
+    weir::upstream::health::passive::response(&group, 0, StatusCode::OK);
     fail(&group, 0, ErrorKind::UpstreamReset, 2);
     assert!(group.is_usable(0));
     // The third consecutive failure ejects for 10 s, then 20, 40, 40 (cap).

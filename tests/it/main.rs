@@ -34,6 +34,7 @@ mod hardening_smuggling;
 mod headers;
 mod health;
 mod jwt;
+mod layers;
 mod limits_body;
 mod limits_conn;
 mod limits_ip;

@@ -15,14 +15,14 @@ use super::prepare::{Admitted, Outgoing};
 use super::Scope;
 use crate::balancer::PickContext;
 use crate::error::{is_idempotent, ErrorKind, ProxyError, Reason};
-use crate::forward;
-use crate::health;
 use crate::metrics;
 use crate::proxy::access_log::AccessRecord;
-use crate::proxy::body::{BodySlot, UpstreamBody};
-use crate::proxy::client_body::ClientFault;
 use crate::proxy::service::Downstream;
+use crate::upstream::body::{BodySlot, UpstreamBody};
+use crate::upstream::client_body::ClientFault;
+use crate::upstream::forward;
 use crate::upstream::group::Excluded;
+use crate::upstream::health;
 use crate::upstream::queue::Refused;
 use crate::upstream::{InFlightGuard, Lease, Server};
 

@@ -13,11 +13,11 @@ use super::prepare::{Admitted, Outgoing};
 use super::Scope;
 use crate::cache::lookup::Respond;
 use crate::content::{Encoding, RouteContent};
-use crate::health;
 use crate::proxy::access_log::AccessRecord;
 use crate::proxy::body::{Pooled, ProxyBody};
 use crate::proxy::service::Downstream;
 use crate::proxy::{headers, protection};
+use crate::upstream::health;
 
 /// The response of the server that answered, counted on it and on the route.
 pub(in crate::proxy) fn upstream(

@@ -18,12 +18,13 @@ use crate::error::{ErrorKind, ProxyError, Reason};
 use crate::limits::runtime::RouteLimits;
 use crate::limits::BodyLimit;
 use crate::proxy::access_log::AccessRecord;
-use crate::proxy::body::{BodySlot, ProxyBody};
+use crate::proxy::body::ProxyBody;
 use crate::proxy::service::Downstream;
 use crate::proxy::upgrade::{self, Requested};
 use crate::proxy::{headers, protection, request_checks, Snapshot};
 use crate::route::jwt::{RequestToken, TokenOutcome, Verified};
 use crate::route::{self, RequestView};
+use crate::upstream::body::BodySlot;
 
 /// The route a request matched.
 pub(in crate::proxy) struct Routed {
@@ -175,7 +176,13 @@ pub(in crate::proxy) async fn admit<'s>(
                     Some(t) => http::Uri::from(t.clone()),
                     None => req.uri().clone(),
                 };
-                job.spawn(Arc::clone(scope.group), conn.peer.ip(), h, uri);
+                crate::proxy::cache_refresh::spawn(
+                    job,
+                    Arc::clone(scope.group),
+                    conn.peer.ip(),
+                    h,
+                    uri,
+                );
             }
             scope.observe(response.status().as_u16());
             let resp = finish::cached(
@@ -231,7 +238,7 @@ pub(in crate::proxy) fn outgoing<'s>(
         .then(|| BodySlot::with_limit(body, conn.limits.client_body_timeout, body_limit.cloned()));
     let mut headers = std::mem::take(&mut parts.headers);
     headers::rewrite_request(&mut headers, &conn.client, parts.version, host);
-    crate::listener::client_auth::apply(&mut headers, conn.client_cert.get());
+    crate::tls::client_auth::apply(&mut headers, conn.client_cert.get());
     let route = scope.route;
     if !route.forward_claims.is_empty() {
         let claims = claims.map(|v| &v.claims);

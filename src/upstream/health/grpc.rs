@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::GrpcProbe;
+use crate::health::GrpcProbe;
 use crate::upstream::tls::UpstreamStream;
 
 /// Largest probe response body read, in bytes.

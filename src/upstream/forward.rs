@@ -1,15 +1,15 @@
 //! Forwarding to the upstream: one request on a pooled keep-alive
-//! connection of the chosen server (see [`crate::upstream::pool`]; HTTP/2
-//! groups: [`crate::upstream::h2`]), bounded by the group's response timeout. The attempt loop that retries on another
+//! connection of the chosen server (see [`super::pool`]; HTTP/2
+//! groups: [`super::h2`]), bounded by the group's response timeout. The attempt loop that retries on another
 //! server is in `proxy::service`.
 
 use hyper::body::Incoming;
 
+use super::body::UpstreamBody;
+use super::pool::Checkout;
+use super::{Lease, Server, ServerGroup};
 use crate::config::upstream_tls::UpstreamProtocol;
 use crate::error::{ErrorKind, ProxyError};
-use crate::proxy::body::UpstreamBody;
-use crate::upstream::pool::Checkout;
-use crate::upstream::{Lease, Server, ServerGroup};
 
 /// A shorter response timeout for one request (a gRPC call's
 /// `grpc-timeout`), carried in the upstream request's extensions; the
@@ -57,7 +57,7 @@ pub async fn send(
             UpstreamProtocol::Http1 => attempt(group, server, &mut slot)
                 .await
                 .map(|(r, c)| (r, Lease::H1(c))),
-            UpstreamProtocol::Http2 => crate::upstream::h2::attempt(group, server, &mut slot)
+            UpstreamProtocol::Http2 => super::h2::attempt(group, server, &mut slot)
                 .await
                 .map(|(r, l)| (r, Lease::H2(l))),
         }

@@ -1,6 +1,6 @@
 //! Per-connection activity: what the watchdog of a downstream connection
 //! reads to enforce the request-head and keep-alive idle timeouts, and to tell
-//! when an idle HTTP/1 connection can drop its buffers (see `conn.rs`).
+//! when an idle HTTP/1 connection can drop its buffers (see `listener::conn`).
 
 use std::io;
 use std::pin::Pin;
@@ -38,7 +38,7 @@ pub struct ConnActivity {
 }
 
 impl ConnActivity {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ConnActivity {
             epoch: Instant::now(),
             events: AtomicU64::new(0),
@@ -51,7 +51,7 @@ impl ConnActivity {
         }
     }
 
-    pub(super) fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
@@ -80,20 +80,20 @@ impl ConnActivity {
     }
 
     /// Bumped on every read or write that moved bytes, and when a request ends.
-    pub(super) fn events(&self) -> u64 {
+    pub(crate) fn events(&self) -> u64 {
         self.events.load(Ordering::Relaxed)
     }
 
     /// HTTP/2 stream activity: changes on request frames and request
     /// starts and ends, not on PING, SETTINGS or WINDOW_UPDATE.
-    pub(super) fn stream_events(&self) -> u64 {
+    pub(crate) fn stream_events(&self) -> u64 {
         self.streams.load(Ordering::Relaxed)
     }
 
     /// What an HTTP/2 connection's frame watcher saw: stream frames count as
     /// activity; a header block that starts is timed as a request head until
     /// the frame with END_HEADERS ends it.
-    pub(super) fn h2_frames(&self, seen: &super::h2_frames::Seen) {
+    pub(crate) fn h2_frames(&self, seen: &Seen) {
         if seen.stream_frames > 0 {
             self.streams
                 .fetch_add(u64::from(seen.stream_frames), Ordering::Relaxed);
@@ -107,7 +107,7 @@ impl ConnActivity {
 
     /// Starts the request-head clock now, before any byte arrived (the first
     /// request of a connection must start within `request_header_timeout`).
-    pub(super) fn start_head_clock(&self) {
+    pub(crate) fn start_head_clock(&self) {
         let _ = self.head_since_ms.compare_exchange(
             0,
             self.now_ms(),
@@ -117,19 +117,19 @@ impl ConnActivity {
     }
 
     /// Requests of this connection whose response has not ended.
-    pub(super) fn in_flight(&self) -> u32 {
+    pub(crate) fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }
 
     /// When the pending request head started to arrive (ms since the
     /// connection's epoch, plus one); 0 when no head is pending.
-    pub(super) fn head_since_ms(&self) -> u64 {
+    pub(crate) fn head_since_ms(&self) -> u64 {
         self.head_since_ms.load(Ordering::Relaxed)
     }
 
     /// True when nothing is in flight, no request head is arriving and no
     /// output is waiting for the socket: hyper holds no state worth keeping.
-    pub(super) fn is_quiet(&self) -> bool {
+    pub(crate) fn is_quiet(&self) -> bool {
         self.in_flight() == 0
             && self.head_since_ms() == 0
             && !self.write_blocked.load(Ordering::Relaxed)
@@ -137,24 +137,24 @@ impl ConnActivity {
 
     /// While set, a shutdown of the I/O by hyper is a no-op: the connection is
     /// being parked, not closed.
-    pub(super) fn set_parking(&self, parking: bool) {
+    pub(crate) fn set_parking(&self, parking: bool) {
         self.parking.store(parking, Ordering::Relaxed);
     }
 
     /// Marks the connection as HTTP/2: bytes read no longer start the
     /// request-head clock (the frame watcher times header blocks instead).
-    pub(super) fn mark_h2(&self) {
+    pub(crate) fn mark_h2(&self) {
         self.h2.store(true, Ordering::Relaxed);
         self.head_since_ms.store(0, Ordering::Relaxed);
     }
 
     /// True once the connection is known to speak HTTP/2.
-    pub(super) fn is_h2(&self) -> bool {
+    pub(crate) fn is_h2(&self) -> bool {
         self.h2.load(Ordering::Relaxed)
     }
 
     /// See [`ConnActivity::set_parking`].
-    pub(super) fn is_parking(&self) -> bool {
+    pub(crate) fn is_parking(&self) -> bool {
         self.parking.load(Ordering::Relaxed)
     }
 
@@ -176,6 +176,18 @@ impl ConnActivity {
     }
 }
 
+/// What an HTTP/2 connection's frame watcher (`listener::h2_frames`) saw in one chunk of bytes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Seen {
+    /// HEADERS, CONTINUATION or DATA frames that started.
+    pub stream_frames: u32,
+    /// A header block started (HEADERS frame header read).
+    pub block_started: bool,
+    /// The last header block seen ended (END_HEADERS frame read whole)
+    /// and no later one started.
+    pub block_ended: bool,
+}
+
 /// Counts one request as in flight on its connection until dropped.
 #[derive(Debug)]
 pub struct RequestGuard {
@@ -191,9 +203,9 @@ impl Drop for RequestGuard {
 }
 
 /// The TCP stream of a downstream connection, reporting activity.
-pub(super) struct ActivityIo {
-    pub(super) inner: TcpStream,
-    pub(super) activity: Arc<ConnActivity>,
+pub(crate) struct ActivityIo {
+    pub(crate) inner: TcpStream,
+    pub(crate) activity: Arc<ConnActivity>,
 }
 
 impl AsyncRead for ActivityIo {

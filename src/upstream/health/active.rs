@@ -27,9 +27,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::state::{HealthCounter, Transition};
-use super::{passive, HealthCheck, HttpProbe, ProbeKind};
+use super::passive;
 use crate::config::upstream_tls::UpstreamProtocol;
+use crate::health::state::{HealthCounter, Transition};
+use crate::health::{HealthCheck, HttpProbe, ProbeKind};
 use crate::upstream::connect::{self, connect_stream, Connector};
 use crate::upstream::tls::UpstreamStream;
 use crate::upstream::{Server, ServerGroup};

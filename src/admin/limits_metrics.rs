@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::runtime::LimitsRegistry;
-use crate::admin::prometheus::{counter, gauge};
+use super::prometheus::{counter, gauge};
+use crate::limits::runtime::LimitsRegistry;
 use crate::metrics::ListenerStats;
 
 /// Encodes every protection metric.

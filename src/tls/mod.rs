@@ -1,5 +1,9 @@
-//! TLS termination: the SNI resolver and the rustls
-//! server config (TLS 1.2 and 1.3 only; ALPN `h2` and `http/1.1`).
+//! TLS termination: the SNI resolver, the rustls
+//! server config (TLS 1.2 and 1.3 only; ALPN `h2` and `http/1.1`) and client
+//! certificates ([`client_auth`]). Below `listener` and `acme`, which both
+//! build server configs from it.
+
+pub mod client_auth;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -90,7 +94,7 @@ pub fn server_config(keys: &[Arc<CertifiedKey>]) -> Result<Arc<ServerConfig>, ru
 /// As [`server_config`].
 pub fn server_config_with(
     keys: &[Arc<CertifiedKey>],
-    client_auth: Option<&super::client_auth::ClientAuth>,
+    client_auth: Option<&client_auth::ClientAuth>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let resolver = SniResolver::new(keys)
         .ok_or_else(|| rustls::Error::General("no certificate configured".into()))?;
@@ -105,7 +109,7 @@ pub fn server_config_with(
 /// When the protocol versions are not supported by the provider.
 pub fn with_resolver(
     resolver: Arc<dyn ResolvesServerCert>,
-    client_auth: Option<&super::client_auth::ClientAuth>,
+    client_auth: Option<&client_auth::ClientAuth>,
 ) -> Result<ServerConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)

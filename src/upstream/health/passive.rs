@@ -14,12 +14,12 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use super::state::ejection_time;
-use super::{LazyNow, PassiveConfig};
 use crate::error::ErrorKind;
+use crate::health::state::ejection_time;
+use crate::health::{LazyNow, PassiveConfig};
 use crate::upstream::{Server, ServerGroup};
 
-/// Passive-health counters of one server. Times are [`super::now_ms`] values.
+/// Passive-health counters of one server. Times are [`crate::health::now_ms`] values.
 #[derive(Debug, Default)]
 pub struct PassiveState {
     /// Consecutive failed requests.
