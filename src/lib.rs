@@ -30,6 +30,7 @@ pub mod discovery;
 pub mod error;
 pub mod forward;
 pub mod health;
+pub mod http_syntax;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

@@ -5,6 +5,7 @@
 use http::header::{HeaderName, COOKIE};
 
 use super::PickContext;
+use crate::http_syntax::is_tchar;
 
 /// What `hash` hashes: `header:NAME`, `cookie:NAME` or `query:NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,10 +84,6 @@ impl std::fmt::Display for HashKey {
             HashKey::Query(n) => write!(f, "query:{n}"),
         }
     }
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The value of cookie `name` in one `Cookie` header value (RFC 6265 §5.4:
