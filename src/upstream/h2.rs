@@ -391,13 +391,11 @@ impl Template {
 /// §8.7): it was above the last stream id of the server's GOAWAY, or reset
 /// with REFUSED_STREAM.
 fn refused(e: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
+    for err in crate::error::chain(e) {
         if let Some(h2) = err.downcast_ref::<::h2::Error>() {
             return (h2.is_go_away() && h2.is_remote())
                 || h2.reason() == Some(::h2::Reason::REFUSED_STREAM);
         }
-        source = err.source();
     }
     false
 }
@@ -406,8 +404,7 @@ fn refused(e: &hyper::Error) -> bool {
 /// before a response: an `h2` reset/GOAWAY, or hyper's canceled/closed, or
 /// a reset/EOF I/O error anywhere in the cause chain.
 fn was_reset(e: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
+    for err in crate::error::chain(e) {
         if let Some(h) = err.downcast_ref::<hyper::Error>() {
             if h.is_canceled() || h.is_closed() || h.is_incomplete_message() {
                 return true;
@@ -427,7 +424,6 @@ fn was_reset(e: &hyper::Error) -> bool {
                 return true;
             }
         }
-        source = err.source();
     }
     false
 }
