@@ -24,6 +24,7 @@ pub mod admin;
 pub mod affinity;
 pub mod balancer;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod content;
 pub mod discovery;

@@ -232,7 +232,7 @@ impl Collector for Scrape {
                 .map(|(g, s)| (labels(g, &s.id), i64::from(s.state.is_drained()))),
         )?;
 
-        let now = crate::health::now_ms();
+        let now = crate::clock::now_ms();
         gauge(
             &mut enc,
             "weir_server_ejected",

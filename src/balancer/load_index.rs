@@ -71,7 +71,7 @@ pub(crate) const UNAVAILABLE: u64 = u64::MAX;
 /// Rounds of read–swap–recheck on one node before it is left to a rebuild.
 const RETRIES: usize = 8;
 /// How often parked (ejected) servers are released to be checked again, in
-/// milliseconds of the ejection clock ([`crate::health::now_ms`]).
+/// milliseconds of the ejection clock ([`crate::clock::now_ms`]).
 pub(crate) const PARK_RECHECK_MS: u64 = 10;
 
 /// `⌈2^60 / weight⌉`: [`load_key`] multiplies by it instead of dividing.
@@ -319,7 +319,7 @@ impl LoadIndex {
 
     #[cold]
     fn release_parked(&self, servers: &[Server]) {
-        let now = crate::health::now_ms();
+        let now = crate::clock::now_ms();
         let due = self.recheck_at.load(Relaxed);
         if now < due
             || self
@@ -356,7 +356,7 @@ impl LoadIndex {
         if !state.passive.is_ejected_at(0) {
             return false;
         }
-        let now = crate::health::now_ms();
+        let now = crate::clock::now_ms();
         if !state.passive.is_ejected_at(now) {
             return false;
         }

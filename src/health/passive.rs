@@ -19,7 +19,7 @@ use super::{LazyNow, PassiveConfig};
 use crate::error::ErrorKind;
 use crate::upstream::{Server, ServerGroup};
 
-/// Passive-health counters of one server. Times are [`super::now_ms`] values.
+/// Passive-health counters of one server. Times are [`crate::clock::now_ms`] values.
 #[derive(Debug, Default)]
 pub struct PassiveState {
     /// Consecutive failed requests.
