@@ -19,8 +19,8 @@
 
 use std::time::Duration;
 
+use super::alias::WeightedSampler;
 use super::p2c::pick_pair;
-use super::weighted::WeightedSampler;
 use super::{Balancer, PickContext};
 use crate::clock::monotonic_nanos;
 use crate::upstream::Server;

@@ -23,6 +23,7 @@
 //!
 //! See `docs/balancing.md` for formulas and benchmarks.
 
+pub mod alias;
 pub mod hash;
 pub mod hash_key;
 pub mod least_connections;
@@ -33,7 +34,6 @@ pub mod random;
 pub mod rng;
 pub mod round_robin;
 pub mod slow_start;
-pub mod weighted;
 
 use std::fmt::Debug;
 use std::net::IpAddr;
