@@ -361,16 +361,72 @@ impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.kind.as_str())?;
         if let Some(cause) = &self.cause {
-            write!(f, ": {cause}")?;
-            // hyper wraps the interesting error (e.g. "Connection refused") in its source chain.
-            let mut source = cause.source();
-            while let Some(s) = source {
-                write!(f, ": {s}")?;
-                source = s.source();
-            }
+            write!(f, ": {}", Chain(&**cause))?;
         }
         Ok(())
     }
 }
 
 impl std::error::Error for ProxyError {}
+
+/// `e` and the errors of its [`source`](std::error::Error::source) chain,
+/// outermost first: the one walk of an error chain in weir (telling an
+/// error by a cause deep inside hyper's, or printing the chain with
+/// [`Chain`]).
+pub fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
+/// Displays an error and every error of its source chain, joined by `": "`
+/// (hyper wraps the interesting error, e.g. "Connection refused", in its
+/// source chain).
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in chain(self.0).enumerate() {
+            if i > 0 {
+                f.write_str(": ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn the_chain_is_joined_outermost_first() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let outer = Outer(refused);
+        assert_eq!(chain(&outer).count(), 2);
+        assert_eq!(Chain(&outer).to_string(), "client error (Connect): refused");
+        let e = ProxyError::with_cause(ErrorKind::Connect, outer);
+        let kind = ErrorKind::Connect.as_str();
+        assert_eq!(
+            e.to_string(),
+            format!("{kind}: client error (Connect): refused")
+        );
+    }
+}

@@ -24,8 +24,8 @@
 //!  5    proxy      Snapshot, the hyper service pipeline, headers, bodies, cache/content glue
 //!  5    acme       ACME certificates: account, orders, HTTP-01/TLS-ALPN-01 answers
 //!  4    upstream   groups, servers and their live state, pools, connect, h2, forward, probes
-//!  3    tls        server-side TLS: certificate loading, SNI resolver, client certificates
-//!  3    config     the YAML file: raw structs, validation into the runtime model
+//!  3    tls        server-side TLS: SNI resolver, rustls server config, client certificates
+//!  3    config     the YAML file: raw structs, model, validation, loading (files, certificates)
 //!  2    cache      response cache: store, policy, key, coalescing
 //!  2    metrics    counters, histograms, the *Stats they form (a listener's holds its ConnLimiter)
 //!  2    limits     rate limits, connection caps, body limit, IP rules
@@ -36,7 +36,9 @@
 //!  2    health     health settings, rise/fall state machine, ejection backoff and clock
 //!  1    upgrade    zero-downtime binary upgrade: inherited sockets
 //!  1    shard      per-worker sharded values
-//!  1    error      ErrorKind, ProxyError
+//!  1    clock      the one monotonic clock (tokio's Instant: pausable in tests)
+//!  1    http_syntax  RFC 9110 tchar, hex digits, the Cookie-header parser
+//!  1    error      ErrorKind, ProxyError, Reason, the error-chain walk
 //! ```
 //!
 //! `lib.rs` (the crate root: [`Proxy`], [`Running`]) sits above all of them.
@@ -61,11 +63,13 @@ pub mod admin;
 pub mod affinity;
 pub mod balancer;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod content;
 pub mod discovery;
 pub mod error;
 pub mod health;
+pub mod http_syntax;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

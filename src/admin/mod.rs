@@ -262,7 +262,7 @@ pub fn status(running: &Running) -> serde_json::Value {
         .groups
         .iter()
         .map(|g| {
-            let now = crate::health::now_ms();
+            let now = crate::clock::now_ms();
             let servers: Vec<_> = g
                 .server_loads()
                 .enumerate()

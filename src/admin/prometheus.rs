@@ -284,7 +284,7 @@ fn encode_server_gauges(
             .map(|(g, s)| (labels(g, &s.id), i64::from(s.state.is_drained()))),
     )?;
 
-    let now = crate::health::now_ms();
+    let now = crate::clock::now_ms();
     gauge(
         enc,
         "weir_server_ejected",

@@ -3,46 +3,20 @@
 //! `Cookie: a=1; b=2` is a list of cookie-pairs separated by `;` and optional
 //! whitespace (RFC 6265 §4.2.1, §5.4). HTTP/2 clients may split it into
 //! several `cookie` fields (RFC 9113 §8.2.3); both readers here walk every
-//! field. Lookup allocates nothing; removal rebuilds the field once.
+//! field. Both read pairs with [`crate::http_syntax`]'s cookie parser (what
+//! it tolerates is said at [`crate::http_syntax::cookies`]). Lookup
+//! allocates nothing; removal rebuilds the field once.
 
 use bytes::Bytes;
 use http::header::{self, Entry};
 use http::{HeaderMap, HeaderValue};
 
-/// Trims RFC 9110 optional whitespace (SP / HTAB) at both ends.
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
-/// Splits one cookie-pair into (name, value), whitespace around both trimmed
-/// and one pair of surrounding double quotes removed from the value (RFC 6265
-/// §4.1.1 allows a quoted cookie-value). `None` for a pair without `=`.
-fn split_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
-    let eq = pair.iter().position(|&b| b == b'=')?;
-    let name = trim(&pair[..eq]);
-    let mut value = trim(&pair[eq + 1..]);
-    if let [b'"', inner @ .., b'"'] = value {
-        value = inner;
-    }
-    Some((name, value))
-}
+use crate::http_syntax::{cookie_crumbs, cookie_pair, cookie_values};
 
 /// Every value of the cookies named `name` (exact, case-sensitive match, as
 /// browsers compare names), in the order the client sent them.
 pub fn values<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h [u8]> + 'h {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|field| field.as_bytes().split(|&b| b == b';'))
-        .filter_map(split_pair)
-        .filter(move |(n, _)| *n == name.as_bytes())
-        .map(|(_, v)| v)
+    cookie_values(headers, name)
 }
 
 /// Removes every cookie named `name` from the request. The other cookies are
@@ -61,9 +35,8 @@ pub fn remove(headers: &mut HeaderMap, name: &str) {
     let mut kept: Vec<u8> = Vec::with_capacity(capacity);
     let (_, fields) = entry.remove_entry_mult();
     for field in fields {
-        for pair in field.as_bytes().split(|&b| b == b';') {
-            let pair = trim(pair);
-            if pair.is_empty() || split_pair(pair).is_some_and(|(n, _)| n == name.as_bytes()) {
+        for pair in cookie_crumbs(field.as_bytes()) {
+            if cookie_pair(pair).is_some_and(|(n, _)| n == name.as_bytes()) {
                 continue;
             }
             if !kept.is_empty() {

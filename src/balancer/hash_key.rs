@@ -2,16 +2,18 @@
 //! query:NAME`, parsed from the config and read from a request without
 //! allocating.
 
-use http::header::{HeaderName, COOKIE};
+use http::header::HeaderName;
 
 use super::PickContext;
+use crate::http_syntax::{self, is_tchar};
 
 /// What `hash` hashes: `header:NAME`, `cookie:NAME` or `query:NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HashKey {
     /// The first value of request header NAME.
     Header(HeaderName),
-    /// The value of cookie NAME (in any `Cookie` header).
+    /// The value of the first cookie NAME (in any `Cookie` header, read by
+    /// [`http_syntax::cookies`]).
     Cookie(Box<str>),
     /// The raw (not percent-decoded) value of query parameter NAME.
     Query(Box<str>),
@@ -61,11 +63,7 @@ impl HashKey {
     pub fn extract<'a>(&self, ctx: &PickContext<'a>) -> Option<&'a [u8]> {
         let v = match self {
             HashKey::Header(name) => ctx.headers.get(name).map(|v| v.as_bytes()),
-            HashKey::Cookie(name) => ctx
-                .headers
-                .get_all(COOKIE)
-                .iter()
-                .find_map(|v| cookie_value(v.as_bytes(), name.as_bytes())),
+            HashKey::Cookie(name) => http_syntax::cookie(ctx.headers, name),
             HashKey::Query(name) => ctx
                 .uri
                 .query()
@@ -85,26 +83,6 @@ impl std::fmt::Display for HashKey {
     }
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// The value of cookie `name` in one `Cookie` header value (RFC 6265 §5.4:
-/// `name=value` pairs separated by `;`), without surrounding quotes.
-fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    header.split(|&b| b == b';').find_map(|pair| {
-        let pair = pair.trim_ascii();
-        let eq = pair.iter().position(|&b| b == b'=')?;
-        (pair[..eq].trim_ascii() == name).then(|| {
-            let v = pair[eq + 1..].trim_ascii();
-            match v {
-                [b'"', inner @ .., b'"'] => inner,
-                v => v,
-            }
-        })
-    })
-}
-
 /// The raw value of parameter `name` in a query string (`a=1&b=2`).
 fn query_value<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     query.split(|&b| b == b'&').find_map(|pair| {
@@ -119,6 +97,7 @@ fn query_value<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::COOKIE;
     use http::{HeaderMap, HeaderValue, Uri};
 
     #[test]

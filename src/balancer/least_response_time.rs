@@ -19,10 +19,10 @@
 
 use std::time::Duration;
 
+use super::alias::WeightedSampler;
 use super::p2c::pick_pair;
-use super::weighted::WeightedSampler;
 use super::{Balancer, PickContext};
-use crate::upstream::server::monotonic_nanos;
+use crate::clock::monotonic_nanos;
 use crate::upstream::Server;
 
 /// Peak-EWMA × load / weight, power of two choices.

@@ -24,6 +24,7 @@
 //! See `docs/balancing.md` for formulas and benchmarks.
 
 mod algorithm;
+pub mod alias;
 pub mod hash;
 pub mod hash_key;
 pub mod least_connections;
@@ -34,7 +35,6 @@ pub mod random;
 pub mod rng;
 pub mod round_robin;
 pub mod slow_start;
-pub mod weighted;
 
 use std::fmt::Debug;
 use std::net::IpAddr;

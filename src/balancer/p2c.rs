@@ -10,7 +10,7 @@
 //! (`a/wa < b/wb ⇔ a·wb < b·wa`); an equal load goes to the first draw, so
 //! with idle servers the share of each server is exactly its weight share.
 
-use super::weighted::WeightedSampler;
+use super::alias::WeightedSampler;
 use super::{Balancer, PickContext};
 use crate::upstream::Server;
 

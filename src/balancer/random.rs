@@ -3,7 +3,7 @@
 //! O(1) with an alias table. An unusable draw is redrawn, at most `n` times,
 //! then one exact weighted pass over the usable servers decides.
 
-use super::weighted::WeightedSampler;
+use super::alias::WeightedSampler;
 use super::{Balancer, PickContext};
 use crate::upstream::Server;
 

@@ -19,7 +19,7 @@
 //! to the recovering server once and stay (the ring stays consistent).
 //!
 //! Everything here is a pure function of times and draws; the caller reads
-//! the clock ([`crate::health::now_ms`], tokio's clock, so paused-time tests
+//! the clock ([`crate::clock::now_ms`], tokio's clock, so paused-time tests
 //! drive it).
 
 /// The smallest factor of a ramp that has started (HAProxy's effective
@@ -102,12 +102,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ramp_follows_paused_time() {
         let ramp = std::time::Duration::from_secs(30);
-        let up = crate::health::now_ms();
+        let up = crate::clock::now_ms();
         let at = |now: u64| factor(now - up, ramp.as_millis() as u64);
-        assert_eq!(at(crate::health::now_ms()), MIN_FACTOR);
+        assert_eq!(at(crate::clock::now_ms()), MIN_FACTOR);
         tokio::time::advance(std::time::Duration::from_secs(6)).await;
-        assert!((at(crate::health::now_ms()) - 0.2).abs() < 0.001);
+        assert!((at(crate::clock::now_ms()) - 0.2).abs() < 0.001);
         tokio::time::advance(std::time::Duration::from_secs(24)).await;
-        assert_eq!(at(crate::health::now_ms()), 1.0);
+        assert_eq!(at(crate::clock::now_ms()), 1.0);
     }
 }

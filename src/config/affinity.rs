@@ -16,6 +16,7 @@ use super::validate::Errors;
 use super::{RawAffinity, RawGroup, RawSticky};
 use crate::affinity::codec::MAX_ID_LEN;
 use crate::affinity::{AffinitySecret, SameSite, Secure, StickyConfig};
+use crate::http_syntax::is_tchar;
 
 /// Largest `secret_file` read, in bytes.
 const MAX_SECRET_FILE: u64 = 64 * 1024;
@@ -322,9 +323,4 @@ pub(super) fn unique_cookie_names(groups: &BTreeMap<String, RawGroup>, errs: &mu
             seen.insert(name, group);
         }
     }
-}
-
-/// RFC 9110 §5.6.2 `tchar` (RFC 6265's cookie-name is a token).
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

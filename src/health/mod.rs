@@ -19,7 +19,6 @@ pub mod state;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
@@ -172,19 +171,7 @@ impl GroupHealth {
     }
 }
 
-/// The ejection clock: milliseconds since the first use in this process,
-/// plus one (so 0 can mean "never"). Reads tokio's clock, so paused-time
-/// tests control it.
-pub fn now_ms() -> u64 {
-    static EPOCH: OnceLock<tokio::time::Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
-    let ms = tokio::time::Instant::now()
-        .saturating_duration_since(epoch)
-        .as_millis();
-    u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
-}
-
-/// [`now_ms`] read at most once, on first use (a pick reads the clock only
+/// [`crate::clock::now_ms`] (the ejection clock) read at most once, on first use (a pick reads the clock only
 /// when some server is ejected).
 #[derive(Debug, Default)]
 pub struct LazyNow(Cell<u64>);
@@ -204,7 +191,7 @@ impl LazyNow {
     pub fn get(&self) -> u64 {
         match self.0.get() {
             0 => {
-                let now = now_ms();
+                let now = crate::clock::now_ms();
                 self.0.set(now);
                 now
             }

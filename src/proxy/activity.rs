@@ -10,13 +10,11 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 /// Activity of one downstream connection, shared by its I/O wrapper, its
 /// requests and its watchdog. All atomics; touched by one connection only.
 #[derive(Debug)]
 pub struct ConnActivity {
-    epoch: Instant,
     /// Bumped on every read or write that moved bytes.
     events: AtomicU64,
     /// HTTP/2: bumped on every HEADERS, CONTINUATION or DATA frame read, and
@@ -25,7 +23,7 @@ pub struct ConnActivity {
     /// Requests whose response has not ended.
     in_flight: AtomicU32,
     /// When the bytes of a not-yet-complete request head started to arrive,
-    /// in ms since `epoch` plus one; 0 when none is pending.
+    /// ([`crate::clock::now_ms`]); 0 when none is pending.
     head_since_ms: AtomicU64,
     /// HTTP/2 connections are exempt from the request-head timeout.
     h2: AtomicBool,
@@ -40,7 +38,6 @@ pub struct ConnActivity {
 impl ConnActivity {
     pub(crate) fn new() -> Self {
         ConnActivity {
-            epoch: Instant::now(),
             events: AtomicU64::new(0),
             streams: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
@@ -51,8 +48,10 @@ impl ConnActivity {
         }
     }
 
+    /// [`crate::clock::now_ms`], the clock of the request-head stamps.
+    #[inline]
     pub(crate) fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
+        crate::clock::now_ms()
     }
 
     fn on_read(&self, n: usize) {

@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Version};
 
+use crate::http_syntax::is_tchar;
+
 /// `X-Forwarded-For`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
@@ -251,11 +253,6 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 pub fn rewrite_response(headers: &mut HeaderMap, upstream_version: Version) {
     remove_hop_by_hop(headers);
     headers.append(header::VIA, via_value(upstream_version));
-}
-
-/// RFC 9110 §5.6.2 token character.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

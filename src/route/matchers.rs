@@ -12,8 +12,10 @@
 
 use std::borrow::Cow;
 
-use http::header::{self, HeaderName};
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
+
+use crate::http_syntax::{self, hex_digit};
 
 /// Largest compiled size of one `~REGEX`, in bytes (the regex crate's own
 /// limit is 10 MiB; a route matcher needs far less).
@@ -80,28 +82,18 @@ pub fn query_matches(query: Option<&str>, name: &str, m: &ValueMatch) -> bool {
     })
 }
 
-/// True when a cookie `name` (RFC 6265 §5.4 `Cookie` header) matches `m`.
-/// A value in double quotes is compared without them.
+/// True when the first cookie `name` (RFC 6265 §5.4 `Cookie` header, read by
+/// [`http_syntax::cookies`]) matches `m`. A value in double quotes is
+/// compared without them.
 pub fn cookie_matches(headers: &HeaderMap, name: &str, m: &ValueMatch) -> bool {
-    cookie(headers, name).is_some_and(|v| m.matches(v.as_bytes()))
+    http_syntax::cookie(headers, name).is_some_and(|v| m.matches(v))
 }
 
-/// The value of the first cookie named `name`, without surrounding quotes.
+/// The value of the first cookie named `name`, without surrounding quotes
+/// ([`http_syntax::cookie`]); `None` when there is none or its value is
+/// not UTF-8.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k.trim() == name).then(|| {
-                let v = v.trim();
-                v.strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(v)
-            })
-        })
+    http_syntax::cookie(headers, name).and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// Percent-decodes a form-encoded component; borrows when there is nothing to decode.
@@ -116,7 +108,8 @@ fn form_decode(s: &str) -> Cow<'_, str> {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+            b'%' if i + 2 < bytes.len() => match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2]))
+            {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
                     i += 3;
@@ -131,18 +124,10 @@ fn form_decode(s: &str) -> Cow<'_, str> {
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
 
     #[test]
     fn value_matchers() {
@@ -190,5 +175,21 @@ mod tests {
         assert_eq!(cookie(&h, "d"), None);
         assert!(cookie_matches(&h, "a", &ValueMatch::parse("1").unwrap()));
         assert!(!cookie_matches(&h, "a", &ValueMatch::parse("2").unwrap()));
+    }
+
+    #[test]
+    fn cookies_are_read_as_bytes() {
+        let mut h = HeaderMap::new();
+        let field = HeaderValue::from_bytes(b"t=\xff1;tier = beta ;t=2").unwrap();
+        h.append(header::COOKIE, field);
+        let beta = ValueMatch::parse("beta").unwrap();
+        assert!(cookie_matches(&h, "tier", &beta));
+        // The first `t` wins, and a regex sees its bytes.
+        let raw = ValueMatch::parse("~^(?-u:\\xff)1$").unwrap();
+        assert!(cookie_matches(&h, "t", &raw));
+        assert!(!cookie_matches(&h, "t", &ValueMatch::parse("2").unwrap()));
+        // As text, a value that is not UTF-8 is no value.
+        assert_eq!(cookie(&h, "t"), None);
+        assert_eq!(cookie(&h, "tier"), Some("beta"));
     }
 }

@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use crate::http_syntax::hex_digit;
+
 /// Returns `path` normalized for matching:
 /// - percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded
 ///   and other escapes upper-cased (RFC 3986 §6.2.2.1–2); `%2F` stays encoded,
@@ -51,15 +53,6 @@ fn is_normal(p: &[u8]) -> bool {
     true
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -70,7 +63,7 @@ fn decode_unreserved(path: &str) -> String {
     let mut i = 0;
     while i < p.len() {
         if p[i] == b'%' && i + 2 < p.len() {
-            if let (Some(h), Some(l)) = (hex(p[i + 1]), hex(p[i + 2])) {
+            if let (Some(h), Some(l)) = (hex_digit(p[i + 1]), hex_digit(p[i + 2])) {
                 let b = (h << 4) | l;
                 if is_unreserved(b) {
                     out.push(b as char);

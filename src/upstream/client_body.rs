@@ -63,8 +63,7 @@ pub fn classify(e: &hyper::Error) -> ClientFault {
     if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
         return ClientFault::Gone;
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
+    for err in crate::error::chain(e) {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as K;
             if matches!(
@@ -74,7 +73,6 @@ pub fn classify(e: &hyper::Error) -> ClientFault {
                 return ClientFault::Gone;
             }
         }
-        source = err.source();
     }
     // An HTTP/2 stream the client reset (hyper reports it as a body error
     // carrying the h2 reason) is the client leaving.

@@ -33,7 +33,7 @@ use crate::health::LazyNow;
 pub struct EdgeState {
     /// `max_connections` of the current config; 0 = no limit.
     max: AtomicU64,
-    /// [`crate::health::now_ms`] when the server last came up (health
+    /// [`crate::clock::now_ms`] when the server last came up (health
     /// recovery, end of ejection, re-enabled); 0 = not ramping.
     up_since: AtomicU64,
     /// The queue of the server's group, woken when a slot frees.
@@ -52,10 +52,10 @@ impl EdgeState {
 
     /// Records that the server came up now (starts its slow-start ramp).
     pub fn came_up(&self) {
-        self.came_up_at(crate::health::now_ms());
+        self.came_up_at(crate::clock::now_ms());
     }
 
-    /// Records that the server came up at `ms` ([`crate::health::now_ms`] clock).
+    /// Records that the server came up at `ms` ([`crate::clock::now_ms`] clock).
     pub fn came_up_at(&self, ms: u64) {
         self.up_since.store(ms.max(1), Ordering::Relaxed);
     }
@@ -218,7 +218,7 @@ impl ServerGroup {
         if up == 0 {
             return 1.0;
         }
-        let elapsed = crate::health::now_ms().saturating_sub(up);
+        let elapsed = crate::clock::now_ms().saturating_sub(up);
         slow_start::factor(elapsed, ramp.as_millis() as u64)
     }
 

@@ -149,8 +149,7 @@ fn connect_failed<T>(
 /// completed", a canceled dispatch, or a reset/aborted/broken-pipe/EOF I/O
 /// error anywhere in the cause chain.
 fn closed_before_response(e: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
+    for err in crate::error::chain(e) {
         if let Some(h) = err.downcast_ref::<hyper::Error>() {
             if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
                 return true;
@@ -165,7 +164,6 @@ fn closed_before_response(e: &hyper::Error) -> bool {
                 return true;
             }
         }
-        source = err.source();
     }
     false
 }

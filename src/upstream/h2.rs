@@ -68,20 +68,15 @@ struct H2Conn {
     active: AtomicUsize,
     /// The server's SETTINGS (its SETTINGS_MAX_CONCURRENT_STREAMS).
     settings: Arc<PeerSettings>,
-    epoch: Instant,
-    /// When the last stream ended, in ms since `epoch` plus one; 0 while
+    /// When the last stream ended ([`crate::clock::now_ms`]); 0 while
     /// streams are active.
     idle_since_ms: AtomicU64,
 }
 
 impl H2Conn {
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
-    }
-
     fn idle_for(&self, limit: Duration) -> bool {
         let since = self.idle_since_ms.load(Ordering::Relaxed);
-        since != 0 && self.now_ms().saturating_sub(since) >= limit.as_millis() as u64
+        since != 0 && crate::clock::now_ms().saturating_sub(since) >= limit.as_millis() as u64
     }
 }
 
@@ -98,7 +93,7 @@ pub struct H2Lease {
 impl Drop for H2Lease {
     fn drop(&mut self) {
         if self.conn.active.fetch_sub(1, Ordering::Relaxed) == 1 {
-            let now = self.conn.now_ms();
+            let now = crate::clock::now_ms();
             self.conn.idle_since_ms.store(now, Ordering::Relaxed);
         }
     }
@@ -257,7 +252,6 @@ async fn open(group: &ServerGroup, server: &Server) -> io::Result<Arc<H2Conn>> {
         profile: group.pool.profile,
         active: AtomicUsize::new(0),
         settings: Arc::clone(&settings),
-        epoch: Instant::now(),
         idle_since_ms: AtomicU64::new(0),
     });
     let watch = Arc::downgrade(&shared);
@@ -392,13 +386,11 @@ impl Template {
 /// §8.7): it was above the last stream id of the server's GOAWAY, or reset
 /// with REFUSED_STREAM.
 fn refused(e: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
+    for err in crate::error::chain(e) {
         if let Some(h2) = err.downcast_ref::<::h2::Error>() {
             return (h2.is_go_away() && h2.is_remote())
                 || h2.reason() == Some(::h2::Reason::REFUSED_STREAM);
         }
-        source = err.source();
     }
     false
 }
@@ -407,8 +399,7 @@ fn refused(e: &hyper::Error) -> bool {
 /// before a response: an `h2` reset/GOAWAY, or hyper's canceled/closed, or
 /// a reset/EOF I/O error anywhere in the cause chain.
 fn was_reset(e: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
+    for err in crate::error::chain(e) {
         if let Some(h) = err.downcast_ref::<hyper::Error>() {
             if h.is_canceled() || h.is_closed() || h.is_incomplete_message() {
                 return true;
@@ -428,7 +419,6 @@ fn was_reset(e: &hyper::Error) -> bool {
                 return true;
             }
         }
-        source = err.source();
     }
     false
 }

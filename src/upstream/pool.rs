@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use super::body::UpstreamBody;
 use super::connect::Connector;
 use super::ServerState;
+use crate::clock;
 use crate::config::upstream_tls::{UpstreamProtocol, UpstreamTlsConfig};
 
 /// Idle connections of one server, most recently used last.
@@ -52,25 +53,20 @@ struct Idle {
 /// What a connection's driver task shares with the pool.
 #[derive(Debug)]
 struct ConnShared {
-    epoch: Instant,
-    /// When the connection went idle, in ms since `epoch` plus one; 0 while
-    /// a request uses it.
+    /// When the connection went idle ([`crate::clock::now_ms`]); 0 while a
+    /// request uses it.
     idle_since_ms: AtomicU64,
 }
 
 impl ConnShared {
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
-    }
-
     fn mark_idle(&self) {
-        self.idle_since_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.idle_since_ms.store(clock::now_ms(), Ordering::Relaxed);
     }
 
     /// True when idle for at least `limit`.
     fn idle_for(&self, limit: Duration) -> bool {
         let since = self.idle_since_ms.load(Ordering::Relaxed);
-        since != 0 && self.now_ms().saturating_sub(since) >= limit.as_millis() as u64
+        since != 0 && clock::now_ms().saturating_sub(since) >= limit.as_millis() as u64
     }
 }
 
@@ -175,7 +171,6 @@ impl Checkout {
             .await
             .map_err(io::Error::other)?;
         let shared = Arc::new(ConnShared {
-            epoch: Instant::now(),
             idle_since_ms: AtomicU64::new(0),
         });
         let watch = Arc::clone(&shared);

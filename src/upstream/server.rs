@@ -6,8 +6,8 @@
 //! (pingora lost its counters on rebuild, its issue #144; we must not).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::uri::Authority;
 use http::Uri;
@@ -15,20 +15,13 @@ use http::Uri;
 use crossbeam_utils::CachePadded;
 
 use super::health::passive::PassiveState;
+use crate::clock::monotonic_nanos;
 use crate::config::ServerConfig;
 use crate::metrics::{Counter, ServerStats};
 use crate::shard::Sharded;
 
 /// `ewma_bits` value meaning "no response-time sample yet" (a NaN).
 const NO_SAMPLE: u64 = u64::MAX;
-
-/// Nanoseconds on a process-wide monotonic clock (the time base of the
-/// response-time EWMA).
-pub fn monotonic_nanos() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    epoch.elapsed().as_nanos() as u64
-}
 
 /// One worker's peak-EWMA estimate of a server.
 #[derive(Debug)]

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use super::passive;
 use crate::config::upstream_tls::UpstreamProtocol;
+use crate::error::Chain;
 use crate::health::state::{HealthCounter, Transition};
 use crate::health::{HealthCheck, HttpProbe, ProbeKind};
 use crate::upstream::connect::{self, connect_stream, Connector};
@@ -226,10 +227,10 @@ async fn http_probe(
         r = &mut send => r,
         c = &mut conn => match c {
             Ok(()) => send.await,
-            Err(e) => return Err(format!("connection: {}", error_chain(&e))),
+            Err(e) => return Err(format!("connection: {}", Chain(&e))),
         },
     }
-    .map_err(|e| format!("request: {}", error_chain(&e)))?;
+    .map_err(|e| format!("request: {}", Chain(&e)))?;
     expect(http, resp.status())
 }
 
@@ -265,18 +266,6 @@ fn expect(http: &HttpProbe, status: http::StatusCode) -> Result<String, String> 
             http.expected
         ))
     }
-}
-
-/// `e` and its sources, joined by `: `.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(c) = source {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        source = c.source();
-    }
-    s
 }
 
 /// A small xorshift generator for the ±10% interval jitter (seeded from the

@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use crate::error::Chain;
 use crate::health::GrpcProbe;
 use crate::upstream::tls::UpstreamStream;
 
@@ -32,14 +33,14 @@ pub(super) async fn h2_send(
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
-            .map_err(|e| format!("HTTP/2 handshake: {}", super::active::error_chain(&e)))?;
+            .map_err(|e| format!("HTTP/2 handshake: {}", Chain(&e)))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     sender
         .send_request(req)
         .await
-        .map_err(|e| format!("request: {}", super::active::error_chain(&e)))
+        .map_err(|e| format!("request: {}", Chain(&e)))
 }
 
 /// The protobuf encoding of `HealthCheckRequest { service }` in one gRPC

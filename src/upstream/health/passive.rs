@@ -19,7 +19,7 @@ use crate::health::state::ejection_time;
 use crate::health::{LazyNow, PassiveConfig};
 use crate::upstream::{Server, ServerGroup};
 
-/// Passive-health counters of one server. Times are [`crate::health::now_ms`] values.
+/// Passive-health counters of one server. Times are [`crate::clock::now_ms`] values.
 #[derive(Debug, Default)]
 pub struct PassiveState {
     /// Consecutive failed requests.

@@ -42,17 +42,22 @@
 //!   request; ejection ends by time, with no event, so parked servers are
 //!   released every [`PARK_RECHECK_MS`] (on the ejection clock) and parked
 //!   again by the next pick that meets one still ejected.
+//!
+//! Files: this one holds the tree, its keys and its updates; `search.rs` the
+//! picks' walks; `links.rs` the [`IndexLinks`] of each server's state.
+
+mod links;
+mod search;
 
 use std::fmt;
 use std::sync::atomic::{
     AtomicBool, AtomicU64, AtomicUsize,
     Ordering::{Relaxed, SeqCst},
 };
-use std::sync::{Arc, Mutex};
-
-use arc_swap::ArcSwapOption;
 
 use crate::upstream::{Server, ServerState};
+
+pub use links::IndexLinks;
 
 /// Children per inner node: one cache line of `AtomicU64`.
 const FANOUT: usize = 8;
@@ -71,7 +76,7 @@ pub(crate) const UNAVAILABLE: u64 = u64::MAX;
 /// Rounds of read–swap–recheck on one node before it is left to a rebuild.
 const RETRIES: usize = 8;
 /// How often parked (ejected) servers are released to be checked again, in
-/// milliseconds of the ejection clock ([`crate::health::now_ms`]).
+/// milliseconds of the ejection clock ([`crate::clock::now_ms`]).
 pub(crate) const PARK_RECHECK_MS: u64 = 10;
 
 /// `⌈2^60 / weight⌉`: [`load_key`] multiplies by it instead of dividing.
@@ -319,7 +324,7 @@ impl LoadIndex {
 
     #[cold]
     fn release_parked(&self, servers: &[Server]) {
-        let now = crate::health::now_ms();
+        let now = crate::clock::now_ms();
         let due = self.recheck_at.load(Relaxed);
         if now < due
             || self
@@ -356,7 +361,7 @@ impl LoadIndex {
         if !state.passive.is_ejected_at(0) {
             return false;
         }
-        let now = crate::health::now_ms();
+        let now = crate::clock::now_ms();
         if !state.passive.is_ejected_at(now) {
             return false;
         }
@@ -381,122 +386,6 @@ impl LoadIndex {
         if self.val(0, i) != self.leaf_value(i, state) {
             self.refresh_leaf(i, state);
         }
-    }
-
-    /// The least key over all servers but those in `skip` ([`Self::least`]
-    /// when `skip` is empty): O(|skip| · log n) loads.
-    pub(crate) fn least_without(&self, skip: &[usize]) -> u64 {
-        if skip.is_empty() {
-            return self.least();
-        }
-        let top = self.top();
-        (0..self.lens[top])
-            .map(|j| self.masked(top, j, skip))
-            .fold(UNAVAILABLE, u64::min)
-    }
-
-    /// Node `j` of level `k` (leaves `j·8^k ..`) without the leaves in `skip`.
-    fn masked(&self, k: usize, j: usize, skip: &[usize]) -> u64 {
-        let span = 1usize << (3 * k);
-        let lo = j * span;
-        if !skip.iter().any(|&s| s >= lo && s - lo < span) {
-            return self.val(k, j);
-        }
-        if k == 0 {
-            return UNAVAILABLE;
-        }
-        (FANOUT * j..FANOUT * j + FANOUT)
-            .map(|c| self.masked(k - 1, c, skip))
-            .fold(UNAVAILABLE, u64::min)
-    }
-
-    /// The first server at or after `start` (wrapping) whose key is at most
-    /// `m` and which is not in `skip`; `None` when the tree shows none (it
-    /// may have moved since `m` was read).
-    pub(crate) fn find(&self, start: usize, m: u64, skip: &[usize]) -> Option<usize> {
-        if skip.is_empty() {
-            // The top line's first and last subtrees holding key `m`: when
-            // `start` lies outside them, the answer is the first leaf of the
-            // first (directly, or after wrapping), one descent.
-            let top = self.top();
-            let line = self.line(top, 0);
-            let (mut first, mut last) = (FANOUT, 0);
-            for (j, node) in line.0.iter().enumerate() {
-                if node.load(SeqCst) <= m {
-                    first = first.min(j);
-                    last = j;
-                }
-            }
-            if first == FANOUT {
-                return None;
-            }
-            let at = start >> (3 * top);
-            if at < first || at > last {
-                return self.descend(top, first, m);
-            }
-        }
-        let mut from = start;
-        while let Some(i) = self.first_from(from, m) {
-            if !skip.contains(&i) {
-                return Some(i);
-            }
-            from = i + 1;
-        }
-        let mut next = self.leftmost(m);
-        while let Some(i) = next {
-            if i >= start {
-                return None;
-            }
-            if !skip.contains(&i) {
-                return Some(i);
-            }
-            next = self.first_from(i + 1, m);
-        }
-        None
-    }
-
-    /// The first server in `start..n` whose key is at most `m`: along the
-    /// rest of each line, climbing a level at each line's end, then down to
-    /// the first qualifying leaf.
-    fn first_from(&self, start: usize, m: u64) -> Option<usize> {
-        if start >= self.n {
-            return None;
-        }
-        let (mut k, mut pos) = (0, start);
-        loop {
-            // Padding slots are UNAVAILABLE: no need to stop at `lens[k]`.
-            if pos < self.lens[k] {
-                let (l, c) = (pos / FANOUT, pos % FANOUT);
-                let line = self.line(k, l);
-                if let Some(c) = (c..FANOUT).find(|&c| line.0[c].load(SeqCst) <= m) {
-                    return self.descend(k, l * FANOUT + c, m);
-                }
-            }
-            if k == self.top() {
-                return None;
-            }
-            pos = pos / FANOUT + 1;
-            k += 1;
-        }
-    }
-
-    /// The first server whose key is at most `m`.
-    fn leftmost(&self, m: u64) -> Option<usize> {
-        let top = self.top();
-        let line = self.line(top, 0);
-        let j = (0..FANOUT).find(|&j| line.0[j].load(SeqCst) <= m)?;
-        self.descend(top, j, m)
-    }
-
-    /// From node `j` of level `k` (whose key is at most `m`) down to its
-    /// first leaf whose key is at most `m`.
-    fn descend(&self, mut k: usize, mut j: usize, m: u64) -> Option<usize> {
-        while k > 0 {
-            k -= 1;
-            let line = self.line(k, j);
-            j = FANOUT * j + (0..FANOUT).find(|&c| line.0[c].load(SeqCst) <= m)?;
-        }
-        (j < self.n).then_some(j)
     }
 
     /// Checks that every leaf holds its server's value and every inner node
@@ -538,92 +427,6 @@ impl LoadIndex {
             .iter()
             .map(|w| w.load(SeqCst).count_ones() as usize)
             .sum()
-    }
-}
-
-/// One index a server is in, and its leaf there.
-struct Link {
-    index: Arc<LoadIndex>,
-    leaf: usize,
-}
-
-/// The least-connections indexes a server is in, notified of every change
-/// of its in-flight count, health or drain. Usually none (groups of other
-/// algorithms: a change costs one load of a flag) or one; two while a
-/// reloaded group's old snapshot still serves.
-#[derive(Default)]
-pub struct IndexLinks {
-    any: AtomicBool,
-    links: ArcSwapOption<Vec<Link>>,
-    /// Serializes attach and detach (config builds and drops only).
-    edit: Mutex<()>,
-}
-
-impl fmt::Debug for IndexLinks {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let links = self.links.load();
-        f.debug_struct("IndexLinks")
-            .field("indexes", &links.as_ref().map_or(0, |l| l.len()))
-            .finish()
-    }
-}
-
-impl IndexLinks {
-    /// Tells every index this server is in that `state` (the server's own)
-    /// changed.
-    #[inline]
-    pub(crate) fn changed(&self, state: &ServerState) {
-        if self.any.load(SeqCst) {
-            self.notify(state);
-        }
-    }
-
-    #[inline(never)]
-    fn notify(&self, state: &ServerState) {
-        if let Some(links) = &*self.links.load() {
-            for link in links.iter() {
-                link.index.refresh_leaf(link.leaf, state);
-            }
-        }
-    }
-
-    /// Adds `index`, where this server is leaf `leaf`.
-    pub(crate) fn attach(&self, index: &Arc<LoadIndex>, leaf: usize) {
-        let _edit = self.edit.lock().unwrap_or_else(|e| e.into_inner());
-        let mut links: Vec<Link> = self.copy();
-        links.push(Link {
-            index: Arc::clone(index),
-            leaf,
-        });
-        self.links.store(Some(Arc::new(links)));
-        self.any.store(true, SeqCst);
-    }
-
-    /// Removes `index` (its balancer is being dropped).
-    pub(crate) fn detach(&self, index: &Arc<LoadIndex>) {
-        let _edit = self.edit.lock().unwrap_or_else(|e| e.into_inner());
-        let mut links = self.copy();
-        links.retain(|l| !Arc::ptr_eq(&l.index, index));
-        self.any.store(!links.is_empty(), SeqCst);
-        self.links
-            .store((!links.is_empty()).then(|| Arc::new(links)));
-    }
-
-    fn copy(&self) -> Vec<Link> {
-        self.links.load().as_ref().map_or_else(Vec::new, |l| {
-            l.iter()
-                .map(|l| Link {
-                    index: Arc::clone(&l.index),
-                    leaf: l.leaf,
-                })
-                .collect()
-        })
-    }
-
-    /// Number of indexes this server is in.
-    #[cfg(test)]
-    pub(crate) fn count(&self) -> usize {
-        self.links.load().as_ref().map_or(0, |l| l.len())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Weighted random sampling of server indexes in O(1): Walker's alias method
 //! in Vose's construction ("A linear algorithm for generating random numbers
 //! with a given distribution", IEEE TSE 1991), in exact integer arithmetic.
+//! (Weighted round robin is `round_robin.rs`; this is weighted *random*.)
 //!
 //! Shared by `random`, `power_of_two_choices` and `least_response_time`.
 //! Built once per group snapshot; a sample is one random number, one table
