@@ -32,7 +32,7 @@
 //!  2    route      the route table, matchers, JWT verification, claims
 //!  2    content    content rules: compression, redirects, rewrites, header rules
 //!  2    affinity   sticky sessions: cookie codec, Set-Cookie, pinned server lookup
-//!  2    balancer   the algorithms and PickContext (still over upstream::Server, see below)
+//!  2    balancer   the algorithms over an endpoint view (Endpoint, ServerLoad), PickContext
 //!  2    health     health settings, rise/fall state machine, ejection backoff and clock
 //!  1    upgrade    zero-downtime binary upgrade: inherited sockets
 //!  1    shard      per-worker sharded values
@@ -42,9 +42,9 @@
 //! ```
 //!
 //! `lib.rs` (the crate root: [`Proxy`], [`Running`]) sits above all of them.
-//! Not yet true: `balancer` still names `upstream::Server` (its algorithms
-//! take `&[Server]`); the test lists that edge until the balancers work on
-//! an endpoint view.
+//! Inline test modules (`#[cfg(test)] mod tests`, the last item of a file)
+//! may build fixtures from any layer: a balancer test drives real
+//! `upstream::Server`s. The rule is for the code that ships.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -8,7 +8,7 @@
 //! read and one comparison.
 
 use super::rng;
-use crate::upstream::Server;
+use super::Endpoint;
 
 /// Samples index `i` with probability `weight_i / total`.
 #[derive(Debug)]
@@ -23,8 +23,11 @@ pub struct WeightedSampler {
 
 impl WeightedSampler {
     /// The sampler of `servers`' weights (a weight of 0 counts as 1).
-    pub fn new(servers: &[Server]) -> Self {
-        let weights: Vec<u64> = servers.iter().map(|s| u64::from(s.weight.max(1))).collect();
+    pub fn new<E: Endpoint>(servers: &[E]) -> Self {
+        let weights: Vec<u64> = servers
+            .iter()
+            .map(|s| u64::from(s.weight().max(1)))
+            .collect();
         Self::from_weights(&weights)
     }
 

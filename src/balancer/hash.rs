@@ -40,8 +40,8 @@ use std::net::IpAddr;
 
 pub use super::hash_key::HashKey;
 use super::round_robin::SmoothWeighted;
+use super::Endpoint;
 use super::{scan_from, Balancer, PickContext};
-use crate::upstream::Server;
 
 /// Ring points per unit of weight.
 pub const POINTS_PER_WEIGHT: u64 = 1024;
@@ -116,12 +116,12 @@ pub struct Ring {
 impl Ring {
     /// The ring of `servers`: `POINTS_PER_WEIGHT × weight` points each, placed
     /// by the hash of the server id.
-    pub fn new(servers: &[Server]) -> Self {
+    pub fn new<E: Endpoint>(servers: &[E]) -> Self {
         Self::with_limits(servers, POINTS_PER_WEIGHT, MAX_POINTS)
     }
 
-    fn with_limits(servers: &[Server], per_weight: u64, max_points: u64) -> Self {
-        let total: u64 = servers.iter().map(|s| u64::from(s.weight.max(1))).sum();
+    fn with_limits<E: Endpoint>(servers: &[E], per_weight: u64, max_points: u64) -> Self {
+        let total: u64 = servers.iter().map(|s| u64::from(s.weight().max(1))).sum();
         let uncapped = total.saturating_mul(per_weight) <= max_points;
         let points_of = |weight: u32| {
             let w = u64::from(weight.max(1));
@@ -131,11 +131,11 @@ impl Ring {
                 (w * max_points / total).max(1)
             }
         };
-        let count: u64 = servers.iter().map(|s| points_of(s.weight)).sum();
+        let count: u64 = servers.iter().map(|s| points_of(s.weight())).sum();
         let mut points: Vec<(u32, u64, u32)> = Vec::with_capacity(count as usize);
         for (i, s) in servers.iter().enumerate() {
-            let id = hash_bytes(s.id.as_bytes());
-            for j in 0..points_of(s.weight) {
+            let id = hash_bytes(s.id().as_bytes());
+            for j in 0..points_of(s.weight()) {
                 let p = mix(id ^ (j + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 points.push(((p >> 32) as u32, id, i as u32));
             }
@@ -240,7 +240,7 @@ pub struct ConsistentHash {
 
 impl ConsistentHash {
     /// `ip_hash`: hashes the client address.
-    pub fn client_ip(servers: &[Server]) -> Self {
+    pub fn client_ip<E: Endpoint>(servers: &[E]) -> Self {
         ConsistentHash {
             ring: Ring::new(servers),
             source: Source::ClientIp,
@@ -249,7 +249,7 @@ impl ConsistentHash {
     }
 
     /// `hash`: hashes `key`, round robin when the request lacks it.
-    pub fn key(servers: &[Server], key: HashKey) -> Self {
+    pub fn key<E: Endpoint>(servers: &[E], key: HashKey) -> Self {
         ConsistentHash {
             ring: Ring::new(servers),
             source: Source::Key(key),
@@ -258,10 +258,10 @@ impl ConsistentHash {
     }
 }
 
-impl Balancer for ConsistentHash {
+impl<E: Endpoint> Balancer<E> for ConsistentHash {
     fn pick(
         &self,
-        servers: &[Server],
+        servers: &[E],
         ctx: &PickContext<'_>,
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use super::load_index::{self, LoadIndex, UNAVAILABLE};
 use super::round_robin::SmoothWeighted;
 use super::{Balancer, PickContext};
-use crate::upstream::{Server, ServerState};
+use super::{Endpoint, ServerLoad};
 
 /// Candidates a pick may refuse (masking each from the tree) before it
 /// falls back to the scan.
@@ -33,18 +33,18 @@ const MAX_ATTEMPTS: usize = 8;
 
 /// Least in-flight requests per weight, ties broken in weighted rotation.
 #[derive(Debug)]
-pub struct LeastConnections {
+pub struct LeastConnections<S: ServerLoad> {
     rotation: SmoothWeighted,
     /// `None` for an empty group or one beyond [`load_index::MAX_SERVERS`].
     index: Option<Arc<LoadIndex>>,
     /// The servers' states, to detach the index from when dropped.
-    states: Vec<Arc<ServerState>>,
+    states: Vec<Arc<S>>,
 }
 
-impl LeastConnections {
+impl<S: ServerLoad> LeastConnections<S> {
     /// The balancer for `servers`: builds their index and attaches it to
     /// their states, which keep it up to date from then on.
-    pub fn new(servers: &[Server]) -> Self {
+    pub fn new<E: Endpoint<Load = S>>(servers: &[E]) -> Self {
         let rotation = SmoothWeighted::new(servers);
         if servers.is_empty() || servers.len() > load_index::MAX_SERVERS {
             return LeastConnections {
@@ -55,16 +55,16 @@ impl LeastConnections {
         }
         let index = Arc::new(LoadIndex::new(servers));
         for (i, s) in servers.iter().enumerate() {
-            s.state.indexes.attach(&index, i);
+            s.load().index_links().attach(&index, i);
         }
         // Changes between the fill and the attach were not notified.
         for (i, s) in servers.iter().enumerate() {
-            index.refresh_leaf(i, &s.state);
+            index.refresh_leaf(i, &**s.load());
         }
         LeastConnections {
             rotation,
             index: Some(index),
-            states: servers.iter().map(|s| Arc::clone(&s.state)).collect(),
+            states: servers.iter().map(|s| Arc::clone(s.load())).collect(),
         }
     }
 
@@ -75,11 +75,11 @@ impl LeastConnections {
     }
 }
 
-impl Drop for LeastConnections {
+impl<S: ServerLoad> Drop for LeastConnections<S> {
     fn drop(&mut self) {
         if let Some(index) = &self.index {
             for state in &self.states {
-                state.indexes.detach(index);
+                state.index_links().detach(index);
             }
         }
     }
@@ -87,7 +87,7 @@ impl Drop for LeastConnections {
 
 /// The scan: from `start` (wrapping), the first usable server of least
 /// load. One atomic load per server, stopping early at an idle one.
-fn scan(servers: &[Server], start: usize, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+fn scan<E: Endpoint>(servers: &[E], start: usize, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
     let n = servers.len();
     // (index, in-flight, weight) of the best server so far.
     let mut best: Option<(usize, u64, u64)> = None;
@@ -100,8 +100,8 @@ fn scan(servers: &[Server], start: usize, usable: &dyn Fn(usize) -> bool) -> Opt
         if !usable(i) {
             continue;
         }
-        let load = servers[i].state.in_flight();
-        let weight = u64::from(servers[i].weight.max(1));
+        let load = servers[i].load().in_flight();
+        let weight = u64::from(servers[i].weight().max(1));
         match best {
             Some((_, bl, bw)) if load.saturating_mul(bw) >= bl.saturating_mul(weight) => {}
             _ => {
@@ -116,10 +116,10 @@ fn scan(servers: &[Server], start: usize, usable: &dyn Fn(usize) -> bool) -> Opt
     best.map(|(i, _, _)| i)
 }
 
-impl Balancer for LeastConnections {
+impl<E: Endpoint> Balancer<E> for LeastConnections<E::Load> {
     fn pick(
         &self,
-        servers: &[Server],
+        servers: &[E],
         _ctx: &PickContext<'_>,
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
@@ -140,10 +140,10 @@ impl Balancer for LeastConnections {
                 continue; // the tree moved under the search: read it again
             };
             if usable(i) {
-                index.verify(i, &servers[i].state);
+                index.verify(i, &**servers[i].load());
                 return Some(i);
             }
-            if index.refused(i, &servers[i].state) {
+            if index.refused(i, &**servers[i].load()) {
                 continue; // parked or marked down: the tree no longer offers it
             }
             if skipped == MAX_SKIP {

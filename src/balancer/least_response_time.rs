@@ -8,8 +8,8 @@
 //! score(i) = ewma(i) × (in_flight(i) + 1) / weight(i)
 //! ```
 //!
-//! where `ewma(i)` is the server's peak EWMA (see
-//! [`ServerState::observe_at`](crate::upstream::ServerState::observe_at)): a
+//! where `ewma(i)` is the server's peak EWMA (kept by the upstream's
+//! `ServerState::observe_at`, read through [`ServerLoad::ewma_raw`]): a
 //! slower sample replaces the estimate at once, faster samples pull it down
 //! with time constant `ewma_decay` (default 10 s), and while no sample
 //! arrives it decays toward zero. A server without samples counts
@@ -22,8 +22,8 @@ use std::time::Duration;
 use super::alias::WeightedSampler;
 use super::p2c::pick_pair;
 use super::{Balancer, PickContext};
+use super::{Endpoint, ServerLoad};
 use crate::clock::monotonic_nanos;
-use crate::upstream::Server;
 
 /// Peak-EWMA × load / weight, power of two choices.
 #[derive(Debug)]
@@ -36,7 +36,7 @@ pub struct LeastResponseTime {
 impl LeastResponseTime {
     /// The balancer for `servers`: `default_rtt` for servers without a
     /// sample, `decay` the EWMA time constant.
-    pub fn new(servers: &[Server], default_rtt: Duration, decay: Duration) -> Self {
+    pub fn new<E: Endpoint>(servers: &[E], default_rtt: Duration, decay: Duration) -> Self {
         LeastResponseTime {
             sampler: WeightedSampler::new(servers),
             default_rtt_ns: default_rtt.as_nanos() as f64,
@@ -46,9 +46,9 @@ impl LeastResponseTime {
 
     /// The score of `server` at `now_ns` (lower is better).
     #[inline]
-    pub fn score(&self, server: &Server, now_ns: u64) -> f64 {
+    pub fn score<E: Endpoint>(&self, server: &E, now_ns: u64) -> f64 {
         let rtt = server
-            .state
+            .load()
             .ewma_at(now_ns, self.decay_ns)
             .unwrap_or(self.default_rtt_ns);
         rtt * load(server)
@@ -61,8 +61,8 @@ impl LeastResponseTime {
     /// and `score(x) < score(y) ⇔ e_x·L_x < e_y·L_y·exp((t_y - t_x)/τ)`
     /// (`L` = (in-flight + 1) / weight): one `exp`, no clock read.
     #[inline]
-    pub fn better(&self, x: &Server, y: &Server) -> bool {
-        match (x.state.ewma_raw(), y.state.ewma_raw()) {
+    pub fn better<E: Endpoint>(&self, x: &E, y: &E) -> bool {
+        match (x.load().ewma_raw(), y.load().ewma_raw()) {
             (Some((ex, tx)), Some((ey, ty))) => {
                 let rel = if self.decay_ns > 0.0 {
                     ((ty as f64 - tx as f64) / self.decay_ns).clamp(-700.0, 700.0)
@@ -81,14 +81,14 @@ impl LeastResponseTime {
 
 /// `(in_flight + 1) / weight` of `server`.
 #[inline]
-fn load(server: &Server) -> f64 {
-    (server.state.in_flight() as f64 + 1.0) / f64::from(server.weight.max(1))
+fn load<E: Endpoint>(server: &E) -> f64 {
+    (server.load().in_flight() as f64 + 1.0) / f64::from(server.weight().max(1))
 }
 
-impl Balancer for LeastResponseTime {
+impl<E: Endpoint> Balancer<E> for LeastResponseTime {
     fn pick(
         &self,
-        servers: &[Server],
+        servers: &[E],
         _ctx: &PickContext<'_>,
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
@@ -102,6 +102,7 @@ impl Balancer for LeastResponseTime {
 mod tests {
     use super::*;
     use crate::balancer::tests::{servers, TestRequest};
+    use crate::upstream::Server;
 
     const MS: f64 = 1e6;
 

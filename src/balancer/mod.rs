@@ -25,6 +25,7 @@
 
 mod algorithm;
 pub mod alias;
+mod endpoint;
 pub mod hash;
 pub mod hash_key;
 pub mod least_connections;
@@ -41,8 +42,8 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, Uri};
 
-use crate::upstream::Server;
 pub use algorithm::{Algorithm, BalancerParams};
+pub use endpoint::{Endpoint, ServerLoad};
 
 /// What a balancer may look at in the request.
 #[derive(Debug, Clone, Copy)]
@@ -55,14 +56,15 @@ pub struct PickContext<'a> {
     pub headers: &'a HeaderMap,
 }
 
-/// A balancing algorithm over one group snapshot's servers.
-pub trait Balancer: Send + Sync + Debug {
+/// A balancing algorithm over one group snapshot's servers (`E`: the
+/// endpoint view, `upstream::Server` in weir).
+pub trait Balancer<E: Endpoint>: Send + Sync + Debug {
     /// The index of the server for the next request, among the indexes for
     /// which `usable` is true; `None` when none is usable. The walk is
     /// bounded by a small multiple of `servers.len()` calls of `usable`.
     fn pick(
         &self,
-        servers: &[Server],
+        servers: &[E],
         ctx: &PickContext<'_>,
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize>;
@@ -71,7 +73,7 @@ pub trait Balancer: Send + Sync + Debug {
 /// Builds the balancer of `group`'s algorithm for `servers` (the group's
 /// servers, in config order). `hash` without a `hash_key` (which validation
 /// rejects) hashes nothing and falls back to round robin.
-pub fn build(group: &impl BalancerParams, servers: &[Server]) -> Box<dyn Balancer> {
+pub fn build<E: Endpoint>(group: &impl BalancerParams, servers: &[E]) -> Box<dyn Balancer<E>> {
     match group.algorithm() {
         Algorithm::RoundRobin => Box::new(round_robin::SmoothWeighted::new(servers)),
         Algorithm::LeastConnections => Box::new(least_connections::LeastConnections::new(servers)),

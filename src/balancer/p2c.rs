@@ -12,7 +12,7 @@
 
 use super::alias::WeightedSampler;
 use super::{Balancer, PickContext};
-use crate::upstream::Server;
+use super::{Endpoint, ServerLoad};
 
 /// Two distinct weighted-random candidates: `(a, Some(b))` with `a != b`, or
 /// `(a, None)` when the group has one server; `None` when it has none.
@@ -53,29 +53,29 @@ pub struct PowerOfTwoChoices {
 
 impl PowerOfTwoChoices {
     /// The balancer for `servers`.
-    pub fn new(servers: &[Server]) -> Self {
+    pub fn new<E: Endpoint>(servers: &[E]) -> Self {
         PowerOfTwoChoices {
             sampler: WeightedSampler::new(servers),
         }
     }
 }
 
-impl Balancer for PowerOfTwoChoices {
+impl<E: Endpoint> Balancer<E> for PowerOfTwoChoices {
     fn pick(
         &self,
-        servers: &[Server],
+        servers: &[E],
         _ctx: &PickContext<'_>,
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
         pick_pair(&self.sampler, usable, |x, y| {
             // x strictly less loaded than y, per weight.
             let (lx, wx) = (
-                servers[x].state.in_flight(),
-                u64::from(servers[x].weight.max(1)),
+                servers[x].load().in_flight(),
+                u64::from(servers[x].weight().max(1)),
             );
             let (ly, wy) = (
-                servers[y].state.in_flight(),
-                u64::from(servers[y].weight.max(1)),
+                servers[y].load().in_flight(),
+                u64::from(servers[y].weight().max(1)),
             );
             lx.saturating_mul(wy) < ly.saturating_mul(wx)
         })

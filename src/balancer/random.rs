@@ -4,8 +4,8 @@
 //! then one exact weighted pass over the usable servers decides.
 
 use super::alias::WeightedSampler;
+use super::Endpoint;
 use super::{Balancer, PickContext};
-use crate::upstream::Server;
 
 /// Weighted random choice.
 #[derive(Debug)]
@@ -15,17 +15,17 @@ pub struct WeightedRandom {
 
 impl WeightedRandom {
     /// The balancer for `servers`.
-    pub fn new(servers: &[Server]) -> Self {
+    pub fn new<E: Endpoint>(servers: &[E]) -> Self {
         WeightedRandom {
             sampler: WeightedSampler::new(servers),
         }
     }
 }
 
-impl Balancer for WeightedRandom {
+impl<E: Endpoint> Balancer<E> for WeightedRandom {
     fn pick(
         &self,
-        _servers: &[Server],
+        _servers: &[E],
         _ctx: &PickContext<'_>,
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {

@@ -12,8 +12,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::Endpoint;
 use super::{scan_from, Balancer, PickContext};
-use crate::upstream::Server;
 
 /// Largest `total weight × server count` for which the exact nginx sequence is
 /// precomputed (bounds config build time to a few milliseconds).
@@ -50,8 +50,11 @@ fn gcd(a: u64, b: u64) -> u64 {
 
 impl SmoothWeighted {
     /// Precomputes the order for `servers`' weights.
-    pub fn new(servers: &[Server]) -> Self {
-        let weights: Vec<u64> = servers.iter().map(|s| u64::from(s.weight.max(1))).collect();
+    pub fn new<E: Endpoint>(servers: &[E]) -> Self {
+        let weights: Vec<u64> = servers
+            .iter()
+            .map(|s| u64::from(s.weight().max(1)))
+            .collect();
         SmoothWeighted {
             next: AtomicUsize::new(0),
             order: Self::order(&weights),
@@ -123,10 +126,10 @@ impl SmoothWeighted {
     }
 }
 
-impl Balancer for SmoothWeighted {
+impl<E: Endpoint> Balancer<E> for SmoothWeighted {
     fn pick(
         &self,
-        _servers: &[Server],
+        _servers: &[E],
         _ctx: &PickContext<'_>,
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {

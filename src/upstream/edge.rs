@@ -85,7 +85,7 @@ pub struct GroupEdge {
     /// Servers `0..primaries` are primaries, the rest backups.
     pub primaries: usize,
     /// The balancer of the backup tier (over `servers[primaries..]`).
-    pub backups: Option<Box<dyn Balancer>>,
+    pub backups: Option<Box<dyn Balancer<super::Server>>>,
     /// Some server has `slow_start`.
     pub slow_start: bool,
     /// Slow-start draws follow this key (`ip_hash`, `hash`) instead of chance.
@@ -164,10 +164,11 @@ impl ServerGroup {
     ) -> Option<usize> {
         let p = self.edge.primaries;
         let primary_up = p == self.servers.len() || (0..p).any(|i| self.usable_at(i, now));
-        let (servers, offset, balancer): (_, usize, &dyn Balancer) = match &self.edge.backups {
-            Some(b) if !primary_up => (&self.servers[p..], p, &**b),
-            _ => (&self.servers[..p], 0, &*self.balancer),
-        };
+        let (servers, offset, balancer): (_, usize, &dyn Balancer<super::Server>) =
+            match &self.edge.backups {
+                Some(b) if !primary_up => (&self.servers[p..], p, &**b),
+                _ => (&self.servers[..p], 0, &*self.balancer),
+            };
         let tier_usable = |j: usize| usable(j + offset);
         if self.edge.slow_start {
             let seed = self.edge.seed(ctx);

@@ -112,7 +112,7 @@ pub struct ServerGroup {
     /// The balancing algorithm (for `/status`).
     pub algorithm: crate::config::Algorithm,
     /// The balancing algorithm's state.
-    pub balancer: Box<dyn Balancer>,
+    pub balancer: Box<dyn Balancer<Server>>,
     /// Time constant of the servers' peak-EWMA response time (see
     /// [`ServerState::record_response_time`]).
     pub ewma_decay: Duration,

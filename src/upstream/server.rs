@@ -264,7 +264,7 @@ impl ServerState {
     /// returned guard is dropped (when the response body ends or is abandoned).
     pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.indexes.changed(self);
+        self.indexes.changed(&**self);
         self.requests.inc();
         InFlightGuard {
             state: Arc::clone(self),
@@ -296,7 +296,7 @@ impl ServerState {
                 Err(seen) => current = seen,
             }
         }
-        self.indexes.changed(self);
+        self.indexes.changed(&**self);
         self.requests.inc();
         Some(InFlightGuard {
             state: Arc::clone(self),
@@ -320,7 +320,7 @@ impl InFlightGuard {
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.state.indexes.changed(&self.state);
+        self.state.indexes.changed(&*self.state);
         self.state.edge.released();
     }
 }
@@ -365,6 +365,51 @@ impl Server {
                 .cloned()
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
         )
+    }
+}
+
+/// The balancers' view of a server's live load ([`crate::balancer::ServerLoad`]).
+impl crate::balancer::ServerLoad for ServerState {
+    #[inline]
+    fn in_flight(&self) -> u64 {
+        ServerState::in_flight(self)
+    }
+    #[inline]
+    fn balancing_inputs(&self) -> (u64, bool) {
+        ServerState::balancing_inputs(self)
+    }
+    #[inline]
+    fn is_ejected_at(&self, now_ms: u64) -> bool {
+        self.passive.is_ejected_at(now_ms)
+    }
+    #[inline]
+    fn ewma_raw(&self) -> Option<(f64, u64)> {
+        ServerState::ewma_raw(self)
+    }
+    #[inline]
+    fn ewma_at(&self, now_ns: u64, decay_ns: f64) -> Option<f64> {
+        ServerState::ewma_at(self, now_ns, decay_ns)
+    }
+    #[inline]
+    fn index_links(&self) -> &crate::balancer::load_index::IndexLinks {
+        &self.indexes
+    }
+}
+
+/// The balancers' view of a server ([`crate::balancer::Endpoint`]).
+impl crate::balancer::Endpoint for Server {
+    type Load = ServerState;
+    #[inline]
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    #[inline]
+    fn id(&self) -> &str {
+        &self.id
+    }
+    #[inline]
+    fn load(&self) -> &Arc<ServerState> {
+        &self.state
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 
 use super::LoadIndex;
-use crate::upstream::ServerState;
+use crate::balancer::ServerLoad;
 
 /// One index a server is in, and its leaf there.
 struct Link {
@@ -41,14 +41,14 @@ impl IndexLinks {
     /// Tells every index this server is in that `state` (the server's own)
     /// changed.
     #[inline]
-    pub(crate) fn changed(&self, state: &ServerState) {
+    pub(crate) fn changed<S: ServerLoad>(&self, state: &S) {
         if self.any.load(SeqCst) {
             self.notify(state);
         }
     }
 
     #[inline(never)]
-    fn notify(&self, state: &ServerState) {
+    fn notify<S: ServerLoad>(&self, state: &S) {
         if let Some(links) = &*self.links.load() {
             for link in links.iter() {
                 link.index.refresh_leaf(link.leaf, state);

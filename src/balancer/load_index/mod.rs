@@ -55,7 +55,7 @@ use std::sync::atomic::{
     Ordering::{Relaxed, SeqCst},
 };
 
-use crate::upstream::{Server, ServerState};
+use super::{Endpoint, ServerLoad};
 
 pub use links::IndexLinks;
 
@@ -162,7 +162,7 @@ impl fmt::Debug for LoadIndex {
 impl LoadIndex {
     /// The index of `servers` (1 to [`MAX_SERVERS`]), filled from their
     /// current state. Not attached to the servers yet (see [`IndexLinks`]).
-    pub(crate) fn new(servers: &[Server]) -> Self {
+    pub(crate) fn new<E: Endpoint>(servers: &[E]) -> Self {
         let n = servers.len();
         assert!(
             n > 0 && n <= MAX_SERVERS,
@@ -186,7 +186,7 @@ impl LoadIndex {
             levels,
             first,
             lens,
-            reciprocals: servers.iter().map(|s| reciprocal(s.weight)).collect(),
+            reciprocals: servers.iter().map(|s| reciprocal(s.weight())).collect(),
             parked: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             parked_count: AtomicUsize::new(0),
             recheck_at: AtomicU64::new(0),
@@ -195,7 +195,7 @@ impl LoadIndex {
         for (i, s) in servers.iter().enumerate() {
             index
                 .slot(0, i)
-                .store(index.leaf_value(i, &s.state), Relaxed);
+                .store(index.leaf_value(i, &**s.load()), Relaxed);
         }
         for k in 1..index.levels {
             for j in 0..index.lens[k] {
@@ -243,7 +243,7 @@ impl LoadIndex {
     }
 
     /// What leaf `i` should hold for `state`.
-    fn leaf_value(&self, i: usize, state: &ServerState) -> u64 {
+    fn leaf_value<S: ServerLoad>(&self, i: usize, state: &S) -> u64 {
         let (in_flight, available) = state.balancing_inputs();
         if !available || self.is_parked(i) {
             UNAVAILABLE
@@ -274,7 +274,7 @@ impl LoadIndex {
     /// Re-reads server `i`'s state into its leaf and carries the change up.
     /// Called after every change of the server's in-flight count, health or
     /// drain, and by picks that find a leaf stale.
-    pub(crate) fn refresh_leaf(&self, i: usize, state: &ServerState) {
+    pub(crate) fn refresh_leaf<S: ServerLoad>(&self, i: usize, state: &S) {
         match Self::settle(self.slot(0, i), || self.leaf_value(i, state)) {
             Some(Step::Changed) => {}
             Some(_) => return,
@@ -293,11 +293,11 @@ impl LoadIndex {
     }
 
     /// Rebuilds every node from the servers (after a node was given up on).
-    fn heal(&self, servers: &[Server]) {
+    fn heal<E: Endpoint>(&self, servers: &[E]) {
         self.dirty.store(false, SeqCst);
         let mut gave_up = false;
         for (i, s) in servers.iter().enumerate() {
-            gave_up |= Self::settle(self.slot(0, i), || self.leaf_value(i, &s.state)).is_none();
+            gave_up |= Self::settle(self.slot(0, i), || self.leaf_value(i, &**s.load())).is_none();
         }
         for k in 1..self.levels {
             for j in 0..self.lens[k] {
@@ -313,7 +313,7 @@ impl LoadIndex {
     /// Work a pick does first: a rebuild when dirty, releasing parked
     /// servers when due. Two loads when there is nothing to do.
     #[inline]
-    pub(crate) fn tend(&self, servers: &[Server]) {
+    pub(crate) fn tend<E: Endpoint>(&self, servers: &[E]) {
         if self.dirty.load(Relaxed) {
             self.heal(servers);
         }
@@ -323,7 +323,7 @@ impl LoadIndex {
     }
 
     #[cold]
-    fn release_parked(&self, servers: &[Server]) {
+    fn release_parked<E: Endpoint>(&self, servers: &[E]) {
         let now = crate::clock::now_ms();
         let due = self.recheck_at.load(Relaxed);
         if now < due
@@ -343,7 +343,7 @@ impl LoadIndex {
                 let i = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
                 self.parked_count.fetch_sub(1, Relaxed);
-                self.refresh_leaf(i, &servers[i].state);
+                self.refresh_leaf(i, &**servers[i].load());
             }
         }
     }
@@ -352,17 +352,17 @@ impl LoadIndex {
     /// when it is ejected, re-reads its leaf when its health or drain moved
     /// under the index; a retry exclusion changes nothing. True when the
     /// tree no longer offers the server (parked, or down or drained).
-    pub(crate) fn refused(&self, i: usize, state: &ServerState) -> bool {
+    pub(crate) fn refused<S: ServerLoad>(&self, i: usize, state: &S) -> bool {
         if !state.balancing_inputs().1 {
             self.refresh_leaf(i, state);
             return true;
         }
         // `is_ejected_at(0)`: an ejection deadline is set (read the clock only then).
-        if !state.passive.is_ejected_at(0) {
+        if !state.is_ejected_at(0) {
             return false;
         }
         let now = crate::clock::now_ms();
-        if !state.passive.is_ejected_at(now) {
+        if !state.is_ejected_at(now) {
             return false;
         }
         let (word, bit) = (&self.parked[i / 64], 1u64 << (i % 64));
@@ -382,7 +382,7 @@ impl LoadIndex {
     /// Re-reads leaf `i` if it does not hold `state`'s value (a pick checks
     /// the server it returns; one comparison when the index is right).
     #[inline]
-    pub(crate) fn verify(&self, i: usize, state: &ServerState) {
+    pub(crate) fn verify<S: ServerLoad>(&self, i: usize, state: &S) {
         if self.val(0, i) != self.leaf_value(i, state) {
             self.refresh_leaf(i, state);
         }
@@ -391,9 +391,9 @@ impl LoadIndex {
     /// Checks that every leaf holds its server's value and every inner node
     /// the minimum of its children (only meaningful while nothing changes).
     #[cfg(test)]
-    pub(crate) fn check(&self, servers: &[Server]) -> Result<(), String> {
+    pub(crate) fn check<E: Endpoint>(&self, servers: &[E]) -> Result<(), String> {
         for (i, s) in servers.iter().enumerate() {
-            let (have, want) = (self.val(0, i), self.leaf_value(i, &s.state));
+            let (have, want) = (self.val(0, i), self.leaf_value(i, &**s.load()));
             if have != want {
                 return Err(format!("leaf {i}: {have:#x}, server says {want:#x}"));
             }

@@ -213,7 +213,7 @@ pub(in crate::proxy) struct Outgoing<'s> {
     pub upgrade: Option<Requested>,
     /// A gRPC call's `grpc-timeout`.
     pub grpc_timeout: Option<std::time::Duration>,
-    /// The sticky session of the request (affinity.rs).
+    /// The sticky session of the request (`affinity::Session`).
     pub session: Option<Session<'s>>,
     /// False for HTTP/1.0 without `Host` (each attempt sets the server's).
     pub has_host: bool,
