@@ -114,6 +114,7 @@ impl Default for ServerState {
 
 impl ServerState {
     /// Requests sent to this server whose response has not ended yet.
+    #[inline]
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
     }
@@ -162,6 +163,7 @@ impl ServerState {
     /// `(in-flight, healthy and not drained)`, read in the `SeqCst` order
     /// that the least-connections index's update protocol relies on (the
     /// writes of these fields are `SeqCst` too; on x86 this costs nothing).
+    #[inline]
     pub(crate) fn balancing_inputs(&self) -> (u64, bool) {
         (
             self.in_flight.load(Ordering::SeqCst),

@@ -3,7 +3,6 @@
 //! (and SIGHUPs dnsmasq to re-read). Upstreams listen on 127.0.0.1:P and
 //! 127.0.0.2:P (the same port: a discovered server is `ip:port`).
 
-
 use crate::support;
 
 use std::collections::HashSet;

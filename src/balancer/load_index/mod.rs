@@ -206,6 +206,7 @@ impl LoadIndex {
     }
 
     /// Number of servers.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.n
     }

@@ -9,6 +9,7 @@ use super::{LoadIndex, FANOUT, UNAVAILABLE};
 impl LoadIndex {
     /// The least key over all servers but those in `skip` ([`Self::least`]
     /// when `skip` is empty): O(|skip| · log n) loads.
+    #[inline]
     pub(crate) fn least_without(&self, skip: &[usize]) -> u64 {
         if skip.is_empty() {
             return self.least();
@@ -37,6 +38,7 @@ impl LoadIndex {
     /// The first server at or after `start` (wrapping) whose key is at most
     /// `m` and which is not in `skip`; `None` when the tree shows none (it
     /// may have moved since `m` was read).
+    #[inline]
     pub(crate) fn find(&self, start: usize, m: u64, skip: &[usize]) -> Option<usize> {
         if skip.is_empty() {
             // The top line's first and last subtrees holding key `m`: when

@@ -36,6 +36,7 @@ pub struct PassiveState {
 
 impl PassiveState {
     /// True while an ejection is running at `now` (no side effect).
+    #[inline]
     pub fn is_ejected_at(&self, now: u64) -> bool {
         let until = self.ejected_until.load(Relaxed);
         until != 0 && now < until
