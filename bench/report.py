@@ -120,5 +120,5 @@ out.append("\nProxy configs (written by the script): nginx `upstream { keepalive
            "`proxy_buffering off`, `access_log off`; HAProxy `http-reuse always`, `option forwardfor`; weir with "
            "`access_log: { enabled: false }` and `pool.max_idle_per_server: 256` (the log-on column: the same "
            "file without the `access_log` section, stderr to a file); all with the same certificate "
-           "(certs-dev/localhost).")
+           "(certs-dev/localhost.crt).")
 print("\n".join(out))
