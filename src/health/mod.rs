@@ -7,7 +7,7 @@
 //! * [`HealthCheck`], [`PassiveConfig`]: validated settings of a group.
 //! * [`GroupHealth`]: per-group settings the request path needs, and the
 //!   latched warning of `fail_open`.
-//! * [`now_ms`], [`LazyNow`]: the ejection clock.
+//! * [`LazyNow`]: the ejection clock ([`crate::clock::now_ms`]), read at most once.
 //!
 //! The probes and passive ejection, which act on a group's servers, are in
 //! `upstream::health`. The live state (up/down flag, failure

@@ -335,7 +335,7 @@ impl Serve<'_> {
         let head_timeout_ms = config.request_header_timeout.as_millis() as u64;
         let idle_timeout = config.idle_timeout;
         let head = activity.head_since_ms();
-        if head != 0 && activity.now_ms().saturating_sub(head) > head_timeout_ms {
+        if head != 0 && crate::clock::now_ms().saturating_sub(head) > head_timeout_ms {
             tracing::debug!(listener = %config.name, "request header timeout; closing connection");
             reject::connection_level(&self.stats.rejected, &config.name, Reason::HeaderTimeout);
             return Tick::Close;

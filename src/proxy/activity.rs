@@ -48,12 +48,6 @@ impl ConnActivity {
         }
     }
 
-    /// [`crate::clock::now_ms`], the clock of the request-head stamps.
-    #[inline]
-    pub(crate) fn now_ms(&self) -> u64 {
-        crate::clock::now_ms()
-    }
-
     fn on_read(&self, n: usize) {
         if n == 0 {
             return;
@@ -63,7 +57,8 @@ impl ConnActivity {
             && self.head_since_ms.load(Ordering::Relaxed) == 0
             && !self.h2.load(Ordering::Relaxed)
         {
-            self.head_since_ms.store(self.now_ms(), Ordering::Relaxed);
+            self.head_since_ms
+                .store(crate::clock::now_ms(), Ordering::Relaxed);
         }
     }
 
@@ -100,7 +95,8 @@ impl ConnActivity {
         if seen.block_ended {
             self.head_since_ms.store(0, Ordering::Relaxed);
         } else if seen.block_started && self.head_since_ms.load(Ordering::Relaxed) == 0 {
-            self.head_since_ms.store(self.now_ms(), Ordering::Relaxed);
+            self.head_since_ms
+                .store(crate::clock::now_ms(), Ordering::Relaxed);
         }
     }
 
@@ -109,7 +105,7 @@ impl ConnActivity {
     pub(crate) fn start_head_clock(&self) {
         let _ = self.head_since_ms.compare_exchange(
             0,
-            self.now_ms(),
+            crate::clock::now_ms(),
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
@@ -121,7 +117,7 @@ impl ConnActivity {
     }
 
     /// When the pending request head started to arrive (ms since the
-    /// connection's epoch, plus one); 0 when no head is pending.
+    /// clock, [`crate::clock::now_ms`]); 0 when no head is pending.
     pub(crate) fn head_since_ms(&self) -> u64 {
         self.head_since_ms.load(Ordering::Relaxed)
     }

@@ -31,7 +31,7 @@ fn yaml(listener_port: u16, servers: &[&Upstream], extra_route: bool) -> String 
 }
 
 async fn start_from_file(path: &std::path::Path) -> weir::Running {
-    init_logging();
+    capture_logs();
     let config = weir::config::load_file(path).expect("valid config");
     weir::Proxy::new(config).start().await.expect("starts")
 }

@@ -223,17 +223,11 @@ pub fn config(yaml: &str) -> weir::Config {
 
 /// Starts weir on `yaml` (listeners should use port 0).
 pub async fn start_proxy(yaml: &str) -> weir::Running {
-    init_logging();
+    capture_logs();
     weir::Proxy::new(config(yaml))
         .start()
         .await
         .expect("proxy starts")
-}
-
-/// Installs the log capture (see [`capture_logs`]); kept for the tests that
-/// only want weir's log on the test output when `RUST_LOG` is set.
-pub fn init_logging() {
-    capture_logs();
 }
 
 /// Largest captured log kept in memory, in bytes: the oldest half is dropped
