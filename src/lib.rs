@@ -155,15 +155,19 @@ impl Proxy {
             count,
             Arc::new(move |_| {
                 // Each worker buffers its access lines and hands them over
-                // at least every FLUSH_INTERVAL; the same tick lets the
-                // allocator give back the pages of parked connections.
+                // at least every FLUSH_INTERVAL; the same tick, when no
+                // request came since the last one, lets the allocator give
+                // back the pages of parked connections (a busy worker's
+                // allocator takes its slow path by itself).
                 log.attach();
                 tokio::spawn(async {
                     let mut tick = tokio::time::interval(proxy::access_log::FLUSH_INTERVAL);
                     loop {
                         tick.tick().await;
                         proxy::access_log::AccessLog::flush_local();
-                        runtime::workers::allocator_housekeeping();
+                        if !shard::take_busy() {
+                            runtime::workers::allocator_housekeeping();
+                        }
                     }
                 });
             }),

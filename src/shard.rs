@@ -52,6 +52,23 @@ pub fn current() -> usize {
     CURRENT.with(Cell::get)
 }
 
+thread_local! {
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes that this worker thread served a request (one thread-local write;
+/// read back by [`take_busy`]).
+#[inline]
+pub fn mark_busy() {
+    BUSY.with(|b| b.set(true));
+}
+
+/// True when this thread called [`mark_busy`] since the last call; clears
+/// the mark. The worker's 100 ms tick uses it to do idle-only housekeeping.
+pub fn take_busy() -> bool {
+    BUSY.with(|b| b.replace(false))
+}
+
 /// One `T` per worker, each padded to its own cache line (128 bytes on
 /// x86_64, crossbeam-utils' `CachePadded`).
 #[derive(Debug)]

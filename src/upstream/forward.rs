@@ -57,7 +57,10 @@ pub async fn send(
             UpstreamProtocol::Http1 => attempt(group, server, &mut slot)
                 .await
                 .map(|(r, c)| (r, Lease::H1(c))),
-            UpstreamProtocol::Http2 => super::h2::attempt(group, server, &mut slot)
+            // Boxed: one allocation per HTTP/2 exchange (which makes
+            // several anyway) keeps its state out of every HTTP/1 request's
+            // future (rustc does not overlap the two arms' states).
+            UpstreamProtocol::Http2 => Box::pin(super::h2::attempt(group, server, &mut slot))
                 .await
                 .map(|(r, l)| (r, Lease::H2(l))),
         }
@@ -81,13 +84,16 @@ async fn attempt(
     loop {
         let mut conn = match server.state.pool.local().take(&server.address, settings) {
             Some(c) => c,
-            None => match Checkout::connect(
+            // Boxed: the connect's state (TCP, TLS, handshake: 1.8 KB)
+            // would otherwise be moved with every request's future, though
+            // most requests reuse a pooled connection.
+            None => match Box::pin(Checkout::connect(
                 &server.address,
                 server.resolved,
                 settings,
                 group.tls.as_deref(),
                 slot.as_ref().and_then(|r| r.extensions().get().copied()),
-            )
+            ))
             .await
             {
                 Ok(c) => c,

@@ -164,7 +164,9 @@ pub async fn attempt(
                 let _connecting = pool.connecting.lock().await;
                 match pool.take(&server.address, group.pool.profile) {
                     Some(l) => l,
-                    None => match open(group, server).await {
+                    // Boxed: the connect's state (TLS, handshake) would
+                    // otherwise sit in every request's future.
+                    None => match Box::pin(open(group, server)).await {
                         Ok(conn) => {
                             let l = lease(&conn, false);
                             pool.put(conn);

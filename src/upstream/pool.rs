@@ -16,6 +16,7 @@
 //! (readiness is checked when the connection is next taken). nginx's
 //! `keepalive` upstream cache and HAProxy's per-server idle lists work alike.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,10 +34,11 @@ use super::ServerState;
 use crate::clock;
 use crate::config::upstream_tls::{UpstreamProtocol, UpstreamTlsConfig};
 
-/// Idle connections of one server, most recently used last.
+/// Idle connections of one server, most recently used last (a deque: the
+/// most recent is taken, the oldest evicted, both O(1)).
 #[derive(Debug, Default)]
 pub struct ConnPool {
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<VecDeque<Idle>>,
 }
 
 #[derive(Debug)]
@@ -108,7 +110,7 @@ impl ConnPool {
     /// the way.
     pub fn take(&self, address: &Authority, settings: &PoolSettings) -> Option<Checkout> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(c) = idle.pop() {
+        while let Some(c) = idle.pop_back() {
             if c.sender.is_closed()
                 || c.shared.idle_for(settings.idle_timeout)
                 || c.address != *address
@@ -133,14 +135,12 @@ impl ConnPool {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() >= max_idle {
-            // Full: closed ones go first, else the oldest (closed when dropped).
-            idle.retain(|i| !i.sender.is_closed());
-            if idle.len() >= max_idle {
-                idle.remove(0);
-            }
+        while idle.len() >= max_idle {
+            // Full: the oldest goes (closed when dropped), as nginx's
+            // `keepalive` cache closes its least recently used connection.
+            idle.pop_front();
         }
-        idle.push(c);
+        idle.push_back(c);
     }
 }
 

@@ -101,7 +101,9 @@ pub(in crate::proxy) async fn run(
         let sent = Instant::now();
         let result = match &admitted.body_limit {
             None => forward::send(group, server, req).await,
-            Some(limit) => match limit.race(forward::send(group, server, req)).await {
+            // Boxed: a second copy of the exchange's future, only for
+            // routes with `max_request_body`, would double every request's.
+            Some(limit) => match Box::pin(limit.race(forward::send(group, server, req))).await {
                 Some(result) => result,
                 None => return Err(body_too_large(admitted)),
             },

@@ -133,7 +133,10 @@ pub(in crate::proxy) async fn admit<'s>(
     let protection = snapshot.limits.route(scope.index);
     let mut rate_headers = None;
     if let Some(p) = protection {
-        match protection::check(p, conn.peer.ip(), req, claims).await {
+        // Boxed, as the cache lookup below: only routes with limits or a
+        // cache pay for their futures' state (a shared rate limit's Redis
+        // call), not every request's future.
+        match Box::pin(protection::check(p, conn.peer.ip(), req, claims)).await {
             Ok(h) => rate_headers = h,
             Err(refusal) => {
                 let mut e = ProxyError::new(ErrorKind::Limited(refusal.status));
@@ -167,7 +170,7 @@ pub(in crate::proxy) async fn admit<'s>(
     };
     let scheme = conn.client.proto;
     let lookup = crate::cache::lookup::lookup(cache, policy, req, scheme, host_str(host), name);
-    match lookup.await {
+    match Box::pin(lookup).await {
         Lookup::Hit { response, refresh } => {
             if let Some(job) = refresh {
                 let mut h = req.headers().clone();
