@@ -37,6 +37,7 @@
 //!  1    upgrade    zero-downtime binary upgrade: inherited sockets
 //!  1    shard      per-worker sharded values
 //!  1    clock      the one monotonic clock (tokio's Instant: pausable in tests)
+//!  1    timer      a deadline that is polled only when due (LazySleep, timeout)
 //!  1    http_syntax  RFC 9110 tchar, hex digits, the Cookie-header parser
 //!  1    error      ErrorKind, ProxyError, Reason, the error-chain walk
 //! ```
@@ -77,6 +78,7 @@ pub mod proxy;
 pub mod route;
 pub mod runtime;
 pub mod shard;
+pub mod timer;
 pub mod tls;
 pub mod upgrade;
 pub mod upstream;

@@ -33,6 +33,7 @@ use crate::metrics::{Gauge, ListenerStats};
 use crate::proxy::activity::ConnActivity;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::reject::{self, Reason};
+use crate::timer::LazySleep;
 
 /// The HTTP/2 connection preface a client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -272,8 +273,10 @@ impl Serve<'_> {
         let config = self.config;
         let tick =
             (config.request_header_timeout.min(config.idle_timeout) / 4).clamp(MIN_TICK, MAX_TICK);
-        let mut ticker = tokio::time::interval_at(Instant::now() + tick, tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Polled only when due (crate::timer): a busy connection's task
+        // wakes several times per request, and the tick is far off each time.
+        let ticker = LazySleep::after(tick);
+        tokio::pin!(ticker);
         let mut w = Watch {
             last_events: events(&self.activity),
             closing: false,
@@ -286,6 +289,11 @@ impl Serve<'_> {
         let stop = stopped(&mut shutdown);
         tokio::pin!(stop);
         loop {
+            if ticker.deadline() <= Instant::now() {
+                // Due (or past, after a busy stretch): the next tick is a
+                // whole period from now, as MissedTickBehavior::Delay.
+                ticker.as_mut().reset(Instant::now() + tick);
+            }
             tokio::select! {
                 res = conn.as_mut() => return self.ended(res, w.parking),
                 _ = &mut stop, if !w.closing => {
@@ -294,7 +302,7 @@ impl Serve<'_> {
                     w.parking = false;
                     graceful(conn.as_mut());
                 }
-                _ = ticker.tick() => match self.tick(&mut w, parkable, idle_since) {
+                () = &mut ticker => match self.tick(&mut w, parkable, idle_since) {
                     Tick::Close => return Outcome::Closed,
                     Tick::Graceful => graceful(conn.as_mut()),
                     Tick::Wait => {}

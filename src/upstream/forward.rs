@@ -65,7 +65,9 @@ pub async fn send(
                 .map(|(r, l)| (r, Lease::H2(l))),
         }
     };
-    match tokio::time::timeout(timeout, work).await {
+    // Polled only when due: the exchange's task wakes several times per
+    // request, far from the response timeout (crate::timer).
+    match crate::timer::timeout(timeout, work).await {
         Ok(result) => result,
         Err(_) => Err((ProxyError::new(ErrorKind::ResponseTimeout), slot)),
     }
