@@ -12,9 +12,8 @@
 //! with the time driver, and afterwards only when the driver has marked it
 //! elapsed ([`tokio::time::Sleep::is_elapsed`], one atomic load). This is
 //! sound because the driver wakes the registered waker when the deadline
-//! passes, and a tokio task's waker does not change between polls. If a
-//! future holding it moves to another task, [`LazySleep::rearm`] registers
-//! it again.
+//! passes, and a tokio task's waker does not change between polls (a
+//! `LazySleep` is meant to stay in the task that first polled it).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,12 +59,6 @@ impl LazySleep {
         let this = self.project();
         this.sleep.reset(deadline);
         *this.armed = false;
-    }
-
-    /// Makes the next poll register the waker again (after the future that
-    /// holds it moved to another task).
-    pub fn rearm(self: Pin<&mut Self>) {
-        *self.project().armed = false;
     }
 }
 
@@ -148,11 +141,10 @@ mod tests {
         let start = Instant::now();
         LazySleep::after(Duration::from_millis(250)).await;
         assert_eq!(start.elapsed(), Duration::from_millis(250));
-        // Elapsed stays elapsed: re-armed, it is ready at once.
+        // Elapsed stays elapsed: awaited again, it is ready at once.
         let timer = LazySleep::after(Duration::from_millis(50));
         tokio::pin!(timer);
         (&mut timer).await;
-        timer.as_mut().rearm();
         (&mut timer).await;
         assert_eq!(start.elapsed(), Duration::from_millis(300));
     }
