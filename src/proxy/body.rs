@@ -7,12 +7,11 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::access_log::AccessRecord;
 use super::activity::RequestGuard;
 use crate::content::compress::{Compressed, Compressible, Encoding, Levels};
-use crate::upstream::{InFlightGuard, Lease, ServerState};
+use crate::upstream::{InFlightGuard, Lease, ResponseBody};
 
 /// The upstream connection a response came on; it goes back to the pool of
 /// the server the response's in-flight guard counts on once the response
@@ -25,14 +24,8 @@ pub struct Pooled {
     pub max_idle: usize,
 }
 
-impl Pooled {
-    fn checkin(self, state: &ServerState) {
-        self.conn.checkin(state, self.max_idle);
-    }
-}
-
 /// Error type of the bodies weir sends.
-pub type BodyError = hyper::Error;
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of a response sent downstream: the upstream's body streamed
 /// through, or a short body weir wrote itself (errors).
@@ -55,7 +48,7 @@ pub struct ProxyBody {
 
 #[derive(Debug)]
 enum Kind {
-    Upstream(Incoming),
+    Upstream(ResponseBody),
     Full(Option<Bytes>),
     /// Another body compressed as it streams (`content::compress`).
     Compressed(Box<Compressed<ProxyBody>>),
@@ -65,7 +58,7 @@ impl ProxyBody {
     /// Streams an upstream body; `pooled` is its connection, given back to
     /// the pool at the body's end (at once for a response without a body).
     pub fn upstream(
-        body: Incoming,
+        body: ResponseBody,
         guard: InFlightGuard,
         pooled: Pooled,
         record: Option<Box<AccessRecord>>,
@@ -87,7 +80,9 @@ impl ProxyBody {
 
     fn checkin(&mut self) {
         if let (Some(p), Some(guard)) = (self.pooled.take(), &self.guard) {
-            p.checkin(guard.state());
+            if let Kind::Upstream(body) = &mut self.kind {
+                p.conn.checkin(body, guard.shared_state(), p.max_idle);
+            }
         }
     }
 

@@ -18,8 +18,9 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
-use crate::upstream::InFlightGuard;
+use crate::upstream::{InFlightGuard, ResponseBody, UpstreamResponse};
 
 /// An upgrade the client asked for: the protocol and the hook hyper resolves
 /// once the client's connection is handed over.
@@ -81,13 +82,16 @@ impl Requested {
     /// When the server switched protocols, spawns the tunnel (tracked by
     /// `tracker`, so a graceful shutdown waits for it) and returns the `101`
     /// for the client; otherwise gives the response back untouched.
-    pub fn complete<B, D>(
+    // The response comes back by value (only for upgrade requests the
+    // server did not switch).
+    #[allow(clippy::result_large_err)]
+    pub fn complete<D>(
         self,
-        mut upstream: Response<B>,
+        upstream: UpstreamResponse,
         guard: InFlightGuard,
         tracker: &tokio_util::task::TaskTracker,
         make_body: impl FnOnce() -> D,
-    ) -> Result<Response<D>, (Response<B>, InFlightGuard)> {
+    ) -> Result<Response<D>, (UpstreamResponse, InFlightGuard)> {
         if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Err((upstream, guard));
         }
@@ -96,19 +100,36 @@ impl Requested {
             .get(header::UPGRADE)
             .cloned()
             .unwrap_or(self.protocol);
-        let upstream_io = hyper::upgrade::on(&mut upstream);
+        let (mut parts, body) = upstream.into_parts();
+        // Only weir's HTTP/1.1 client gives a 101 (HTTP/2 has none).
+        let Some((upstream_io, early)) = (match body {
+            ResponseBody::H1(b) => b.into_upgraded(),
+            ResponseBody::H2(_) => None,
+        }) else {
+            return Err((
+                Response::from_parts(parts, ResponseBody::H1(crate::upstream::h1::Body::closed())),
+                guard,
+            ));
+        };
         let downstream_io = self.downstream;
         tracker.spawn(async move {
             let _guard = guard;
-            match tokio::try_join!(downstream_io, upstream_io) {
-                Ok((down, up)) => {
+            match downstream_io.await {
+                Ok(down) => {
                     let mut down = TokioIo::new(down);
-                    let mut up = TokioIo::new(up);
+                    let mut up = upstream_io;
+                    // What the server sent right after its 101 goes first.
+                    if !early.is_empty() {
+                        if let Err(e) = down.write_all(&early).await {
+                            tracing::debug!(error = %e, "upgraded connection ended with an error");
+                            return;
+                        }
+                    }
                     match tokio::io::copy_bidirectional(&mut down, &mut up).await {
                         Ok((to_up, to_down)) => {
                             tracing::debug!(
                                 to_upstream = to_up,
-                                to_downstream = to_down,
+                                to_downstream = to_down + early.len() as u64,
                                 "upgraded connection closed"
                             );
                         }
@@ -120,7 +141,6 @@ impl Requested {
                 Err(e) => tracing::warn!(error = %e, "protocol upgrade failed"),
             }
         });
-        let (mut parts, _) = upstream.into_parts();
         super::headers::remove_hop_by_hop(&mut parts.headers);
         parts
             .headers

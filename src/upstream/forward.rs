@@ -3,11 +3,9 @@
 //! groups: [`super::h2`]), bounded by the group's response timeout. The attempt loop that retries on another
 //! server is in `proxy::service`.
 
-use hyper::body::Incoming;
-
 use super::body::UpstreamBody;
-use super::pool::Checkout;
-use super::{Lease, Server, ServerGroup};
+use super::h1::Conn;
+use super::{Lease, ResponseBody, Server, ServerGroup, UpstreamResponse};
 use crate::config::upstream_tls::UpstreamProtocol;
 use crate::error::{ErrorKind, ProxyError};
 
@@ -26,6 +24,8 @@ pub struct ResponseTimeout(pub std::time::Duration);
 /// written (the server closed it while idle) gives the request back, and it
 /// goes on the next idle connection or a new one; such a request never shows
 /// up here as an error (hyper-util's `retry_canceled_requests` does the same).
+/// HTTP/1.1 goes through weir's own client ([`super::h1`]), HTTP/2 through
+/// hyper's.
 ///
 /// # Errors
 /// With the request given back when it was never written (so a retry on
@@ -44,7 +44,7 @@ pub async fn send(
     group: &ServerGroup,
     server: &Server,
     req: http::Request<UpstreamBody>,
-) -> Result<(http::Response<Incoming>, Lease), Failed> {
+) -> Result<(UpstreamResponse, Lease), Failed> {
     let timeout = match req.extensions().get::<ResponseTimeout>() {
         Some(t) => t.0.min(group.timeouts.response),
         None => group.timeouts.response,
@@ -56,13 +56,13 @@ pub async fn send(
         match group.protocol {
             UpstreamProtocol::Http1 => attempt(group, server, &mut slot)
                 .await
-                .map(|(r, c)| (r, Lease::H1(c))),
+                .map(|r| (r.map(ResponseBody::H1), Lease::H1)),
             // Boxed: one allocation per HTTP/2 exchange (which makes
             // several anyway) keeps its state out of every HTTP/1 request's
             // future (rustc does not overlap the two arms' states).
             UpstreamProtocol::Http2 => Box::pin(super::h2::attempt(group, server, &mut slot))
                 .await
-                .map(|(r, l)| (r, Lease::H2(l))),
+                .map(|(r, l)| (r.map(ResponseBody::H2), Lease::H2(l))),
         }
     };
     // Polled only when due: the exchange's task wakes several times per
@@ -81,15 +81,15 @@ async fn attempt(
     group: &ServerGroup,
     server: &Server,
     slot: &mut Option<http::Request<UpstreamBody>>,
-) -> Result<(http::Response<Incoming>, Checkout), Failed> {
+) -> Result<http::Response<super::h1::Body>, Failed> {
     let settings = &group.pool;
     loop {
-        let mut conn = match server.state.pool.local().take(&server.address, settings) {
+        let conn = match server.state.pool.local().take(&server.address, settings) {
             Some(c) => c,
-            // Boxed: the connect's state (TCP, TLS, handshake: 1.8 KB)
-            // would otherwise be moved with every request's future, though
-            // most requests reuse a pooled connection.
-            None => match Box::pin(Checkout::connect(
+            // Boxed: the connect's state (TCP, TLS, PROXY header) would
+            // otherwise be moved with every request's future, though most
+            // requests reuse a pooled connection.
+            None => match Box::pin(Conn::connect(
                 &server.address,
                 server.resolved,
                 settings,
@@ -102,39 +102,12 @@ async fn attempt(
                 Err(e) => return connect_failed(e.into(), slot),
             },
         };
-        if let Err(e) = conn.ready().await {
-            let err = ProxyError::unsent(conn.reused);
-            if err.is_stale() {
-                continue;
-            }
-            return Err((err.caused_by(e), slot.take()));
-        }
-        let Some(req) = slot.take() else {
-            return Err((ProxyError::new(ErrorKind::Internal), None));
-        };
-        match conn.send(req).await {
-            Ok(resp) => return Ok((resp, conn)),
-            Err(mut e) => match e.take_message() {
-                // Not written: the connection closed first. Untouched, so
-                // another connection may take it.
-                Some(back) => {
-                    *slot = Some(back);
-                    let err = ProxyError::unsent(conn.reused);
-                    if err.is_stale() {
-                        continue;
-                    }
-                    return Err((err.caused_by(e.into_error()), slot.take()));
-                }
-                None => {
-                    let e = e.into_error();
-                    let kind = if closed_before_response(&e) {
-                        ErrorKind::UpstreamReset
-                    } else {
-                        ErrorKind::UpstreamProtocol
-                    };
-                    return Err((ProxyError::with_cause(kind, e), None));
-                }
-            },
+        match super::h1::exchange(conn, slot).await {
+            Ok(resp) => return Ok(resp),
+            // Not written: the pooled connection was closed. Another
+            // connection takes the request, untouched.
+            Err(e) if e.is_stale() && slot.is_some() => continue,
+            Err(e) => return Err((e, slot.take())),
         }
     }
 }
@@ -150,28 +123,4 @@ fn connect_failed<T>(
         ProxyError::with_cause(ErrorKind::Connect, cause),
         slot.take(),
     ))
-}
-
-/// True when `e` says the connection was closed or reset before a complete
-/// response head arrived: hyper's "connection closed before message
-/// completed", a canceled dispatch, or a reset/aborted/broken-pipe/EOF I/O
-/// error anywhere in the cause chain.
-fn closed_before_response(e: &hyper::Error) -> bool {
-    for err in crate::error::chain(e) {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
-                return true;
-            }
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            if matches!(
-                io.kind(),
-                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof
-            ) {
-                return true;
-            }
-        }
-    }
-    false
 }

@@ -317,6 +317,12 @@ impl InFlightGuard {
     pub fn state(&self) -> &ServerState {
         &self.state
     }
+
+    /// The server's state, shared (for what outlives the request: an idle
+    /// connection's sweeper holds it weakly).
+    pub fn shared_state(&self) -> &Arc<ServerState> {
+        &self.state
+    }
 }
 
 impl Drop for InFlightGuard {

@@ -52,6 +52,7 @@ mod smoke;
 mod streaming;
 mod support;
 mod tls;
+mod upstream_h1;
 mod upstream_h2;
 mod upstream_support;
 mod upstream_tls;

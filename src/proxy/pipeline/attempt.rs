@@ -9,7 +9,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 
 use super::prepare::{Admitted, Outgoing};
 use super::Scope;
@@ -24,7 +23,7 @@ use crate::upstream::forward;
 use crate::upstream::group::Excluded;
 use crate::upstream::health;
 use crate::upstream::queue::Refused;
-use crate::upstream::{InFlightGuard, Lease, Server};
+use crate::upstream::{InFlightGuard, Lease, Server, UpstreamResponse};
 
 /// What the attempts came to.
 pub(in crate::proxy) enum Answer {
@@ -37,7 +36,7 @@ pub(in crate::proxy) enum Answer {
 /// A server's response, with what its body needs to give back.
 pub(in crate::proxy) struct Served {
     /// The response head and body.
-    pub response: Response<Incoming>,
+    pub response: UpstreamResponse,
     /// The connection the body is read from.
     pub lease: Lease,
     /// The server's index in the group.
@@ -49,7 +48,7 @@ pub(in crate::proxy) struct Served {
 /// The outcome of one attempt on one server.
 // The request comes back by value in the error (see `forward::send`).
 #[allow(clippy::result_large_err)]
-type Sent = Result<(Response<Incoming>, Lease), forward::Failed>;
+type Sent = Result<(UpstreamResponse, Lease), forward::Failed>;
 
 /// Sends the request to the group's servers until one answers, the error
 /// says it may not be retried, or the retries run out.
