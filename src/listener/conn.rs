@@ -171,12 +171,14 @@ impl Serve<'_> {
             // pipelined bytes): its request is served, with
             // `Connection: close`, instead of being cut unanswered.
             let last = *self.shutdown.borrow();
+            // Boxed: it lives across the connection's await, and only a
+            // connection served during shutdown has one.
             let one_shot = last.then(|| {
-                let mut b = self.h1.clone();
+                let mut b = Box::new(self.h1.clone());
                 b.keep_alive(false);
                 b
             });
-            let h1 = one_shot.as_ref().unwrap_or(self.h1);
+            let h1 = one_shot.as_deref().unwrap_or(self.h1);
             let mut conn = Box::new(
                 h1.serve_connection(TokioIo::new(io), svc.clone())
                     .with_upgrades(),

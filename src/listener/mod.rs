@@ -517,3 +517,22 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await.map(|_| ());
 }
+
+#[cfg(test)]
+mod task_size {
+    fn size7<F, A, B, C, D, E, G, H, R>(_: &F) -> usize
+    where
+        F: Fn(A, B, C, D, E, G, H) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    /// A parked keep-alive connection holds its task, whose size is this
+    /// future's: a guard against it growing unnoticed (docs/data-plane.md,
+    /// idle memory).
+    #[test]
+    fn a_connection_task_stays_small() {
+        let size = size7(&super::Listener::serve_connection);
+        assert!(size <= 1100, "serve_connection's future is {size} bytes");
+    }
+}

@@ -74,8 +74,10 @@ impl ConnPool {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let now = clock::now_ms();
         while let Some(mut c) = inner.idle.pop_back() {
+            // Exact bytes (a memcmp; `Authority`'s `==` folds case byte by
+            // byte): both come from the same config value.
             if c.expires_ms <= now
-                || c.conn.address != *address
+                || c.conn.address.as_str() != address.as_str()
                 || c.conn.profile != settings.profile
                 || !c.conn.is_usable()
             {

@@ -465,3 +465,109 @@ async fn a_server_that_closes_without_answering_is_a_502() {
     let _ = tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(proxy.shutdown().await);
 }
+
+/// The server closes a pooled connection just as the next request goes out
+/// on it (no response byte): an idempotent request goes on a new
+/// connection to the same server, even with `retries: 0`; a POST is not
+/// replayed (it may have been processed) and gets a 502.
+#[tokio::test]
+async fn a_get_on_a_pooled_connection_closed_unanswered_goes_on_a_new_one() {
+    let raw = Raw::start(true, |n| match n {
+        1 | 4 => Answer {
+            bytes: Vec::new(),
+            close: true,
+        },
+        _ => answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    })
+    .await;
+    let proxy = proxy_for(&raw).await;
+    let addr = proxy.local_addr("http").unwrap();
+    let client = client();
+    assert_eq!(send(&client, get(addr, "/0")).await.status, 200);
+    // Request 1 reaches the pooled connection, which closes unanswered;
+    // request 2 is the same GET on a new connection.
+    let r = send(&client, get(addr, "/1")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "ok");
+    assert_eq!(raw.accepts(), 2);
+    assert!(raw.request(2).starts_with("GET /1 "), "{}", raw.request(2));
+    // Request 3 goes on the new pooled connection; request 4 (a DELETE is
+    // idempotent too) on it closes, and its replay is request 5.
+    assert_eq!(send(&client, get(addr, "/3")).await.status, 200);
+    let delete = Request::delete(format!("http://{addr}/4"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(&client, delete).await.status, 200);
+    assert_eq!(raw.accepts(), 3);
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn a_post_on_a_pooled_connection_closed_unanswered_is_not_replayed() {
+    let raw = Raw::start(true, |n| match n {
+        1 => Answer {
+            bytes: Vec::new(),
+            close: true,
+        },
+        _ => answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    })
+    .await;
+    let proxy = proxy_for(&raw).await;
+    let addr = proxy.local_addr("http").unwrap();
+    let client = client();
+    assert_eq!(send(&client, get(addr, "/0")).await.status, 200);
+    let post = Request::post(format!("http://{addr}/1"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(&client, post).await.status, 502);
+    assert_eq!(
+        raw.requests.lock().unwrap().len(),
+        2,
+        "the POST went out once"
+    );
+    assert!(proxy.shutdown().await);
+}
+
+/// A GET the first server closed unanswered is retried on the other one
+/// with all its header fields (the request comes back from the failed
+/// attempt; no copy is kept for it).
+#[tokio::test]
+async fn a_retried_get_keeps_its_header_fields() {
+    let dead = Raw::start(true, |_| Answer {
+        bytes: Vec::new(),
+        close: true,
+    })
+    .await;
+    let live = Raw::start(true, |_| {
+        answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    })
+    .await;
+    let servers = format!("{}{}", server(dead.addr), server(live.addr));
+    let yaml = ConfigYaml::new()
+        .group("g", "    retries: 1\n", &servers)
+        .build();
+    let proxy = start_proxy(&yaml).await;
+    let addr = proxy.local_addr("http").unwrap();
+    let client = client();
+    for i in 0..4 {
+        let req = Request::get(format!("http://{addr}/r{i}"))
+            .header("x-trace", format!("t{i}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let r = send(&client, req).await;
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    assert!(
+        !dead.requests.lock().unwrap().is_empty(),
+        "no attempt went to the dead server"
+    );
+    let seen = live.requests.lock().unwrap().len();
+    assert_eq!(seen, 4);
+    for i in 0..seen {
+        let req = live.request(i).to_ascii_lowercase();
+        assert!(req.contains("\r\nhost: "), "{req}");
+        assert!(req.contains("\r\nx-forwarded-for: 127.0.0.1"), "{req}");
+        assert!(req.contains("\r\nx-trace: t"), "{req}");
+    }
+    assert!(proxy.shutdown().await);
+}

@@ -93,7 +93,11 @@ pub(in crate::proxy) async fn run(
             Err(refused) => return no_server(scope, refused, last_failure, admitted),
         };
         let server = &group.servers[index];
-        let copy = attempts_left > 0 && resend_after_write;
+        // HTTP/1.1 (weir's own client) gives a request without a body
+        // back whole from any failed attempt; only HTTP/2 needs the copy.
+        let copy = attempts_left > 0
+            && resend_after_write
+            && group.protocol == crate::config::upstream_tls::UpstreamProtocol::Http2;
         let req = request(conn, scope, out, server, copy, admitted);
         // Sent from here (the future of `forward::send` is awaited in place:
         // an async helper taking the request would hold a second copy of it).

@@ -9,11 +9,12 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 
-/// Largest response head weir reads, in bytes (status line and fields);
+/// Largest response head weir reads, in bytes (64 KiB less one, so that
+/// offsets in it fit 16 bits) (status line and fields);
 /// past it the response is a protocol error (502), as nginx's "upstream sent
 /// too big header" (its `proxy_buffer_size` is 4–8 KiB; HAProxy's
 /// `tune.bufsize` 16 KiB).
-pub const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024 - 1;
 /// Most header fields in one response head or trailer section (hyper's
 /// default limit).
 pub const MAX_FIELDS: usize = 100;
@@ -94,11 +95,22 @@ pub fn head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Deco
     }
 }
 
-/// Where one field's name and value lie in the head.
-#[derive(Clone, Copy)]
+/// Where one field's name and value lie in the head: start and length of
+/// each (a head is at most [`MAX_HEAD`] bytes, so 16 bits do).
+#[derive(Clone, Copy, Default)]
 struct Span {
-    name: (usize, usize),
-    value: (usize, usize),
+    name: (u16, u16),
+    value: (u16, u16),
+}
+
+impl Span {
+    fn name(self) -> std::ops::Range<usize> {
+        usize::from(self.name.0)..usize::from(self.name.0) + usize::from(self.name.1)
+    }
+
+    fn value(self) -> std::ops::Range<usize> {
+        usize::from(self.value.0)..usize::from(self.value.0) + usize::from(self.value.1)
+    }
 }
 
 fn parse_one(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, DecodeError> {
@@ -108,11 +120,16 @@ fn parse_one(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Dec
     // Left uninitialised: httparse fills what it parses (zeroing 3 KiB of
     // headers per parse was a tenth of a request's instructions).
     let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    // 800 bytes, zeroed (cheaper than a heap vector).
+    let mut spans = [Span::default(); MAX_FIELDS];
     let base = buf.as_ptr() as usize;
-    let (len, code, minor, spans) = {
+    let (len, code, minor, count) = {
         let mut resp = httparse::Response::new(&mut []);
+        // Only the head's first MAX_HEAD bytes are looked at, so every
+        // offset fits a `u16`.
+        let window = &buf[..buf.len().min(MAX_HEAD)];
         let parsed = httparse::ParserConfig::default()
-            .parse_response_with_uninit_headers(&mut resp, buf, &mut raw);
+            .parse_response_with_uninit_headers(&mut resp, window, &mut raw);
         let len = match parsed {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
@@ -121,28 +138,20 @@ fn parse_one(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Dec
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(DecodeError::Head(e)),
         };
-        let spans: Vec<Span> = resp
-            .headers
-            .iter()
-            .map(|h| {
-                let name = h.name.as_ptr() as usize - base;
-                let value = h.value.as_ptr() as usize - base;
-                Span {
-                    name: (name, name + h.name.len()),
-                    value: (value, value + h.value.len()),
-                }
-            })
-            .collect();
+        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+            let offset = |p: *const u8| (p as usize - base) as u16;
+            *span = Span {
+                name: (offset(h.name.as_ptr()), h.name.len() as u16),
+                value: (offset(h.value.as_ptr()), h.value.len() as u16),
+            };
+        }
         (
             len,
             resp.code.unwrap_or(0),
             resp.version.unwrap_or(1),
-            spans,
+            resp.headers.len(),
         )
     };
-    if len > MAX_HEAD {
-        return Err(DecodeError::HeadTooLarge);
-    }
     let status = StatusCode::from_u16(code).map_err(|_| httparse::Error::Status)?;
     let version = if minor == 0 {
         Version::HTTP_10
@@ -150,11 +159,11 @@ fn parse_one(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Dec
         Version::HTTP_11
     };
     let bytes = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for s in &spans {
-        let name = HeaderName::from_bytes(&bytes[s.name.0..s.name.1])
-            .map_err(|_| httparse::Error::HeaderName)?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(s.value.0..s.value.1))
+    let mut headers = HeaderMap::with_capacity(count);
+    for s in &spans[..count] {
+        let name =
+            HeaderName::from_bytes(&bytes[s.name()]).map_err(|_| httparse::Error::HeaderName)?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(s.value()))
             .map_err(|_| httparse::Error::HeaderValue)?;
         headers.append(name, value);
     }
@@ -168,12 +177,27 @@ fn finish(
     mut headers: HeaderMap,
     head_request: bool,
 ) -> Result<Head, DecodeError> {
-    let mut keep_alive = match version {
-        Version::HTTP_10 => has_token(&headers, header::CONNECTION, "keep-alive"),
-        _ => true,
+    let mut keep_alive = version != Version::HTTP_10;
+    let connection = {
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        (
+            values.next().map(HeaderValue::as_bytes),
+            values.next().is_some(),
+        )
     };
-    if has_token(&headers, header::CONNECTION, "close") {
-        keep_alive = false;
+    match connection {
+        (None, _) => {}
+        // The common answers (one field, one token), without splitting.
+        (Some(v), false) if v.eq_ignore_ascii_case(b"keep-alive") => keep_alive = true,
+        (Some(v), false) if v.eq_ignore_ascii_case(b"close") => keep_alive = false,
+        _ => {
+            if version == Version::HTTP_10 {
+                keep_alive = has_token(&headers, header::CONNECTION, "keep-alive");
+            }
+            if has_token(&headers, header::CONNECTION, "close") {
+                keep_alive = false;
+            }
+        }
     }
     let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
         Framing::Upgrade
@@ -483,6 +507,24 @@ mod tests {
     }
 
     #[test]
+    fn close_in_any_connection_field_wins() {
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!h.keep_alive);
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!h.keep_alive);
+    }
+
+    #[test]
     fn bad_content_lengths_are_errors_and_equal_lists_are_not() {
         for bad in ["x", "-1", "1, 2", "", "99999999999999999999"] {
             let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\n");
@@ -556,5 +598,37 @@ mod tests {
             decode_all(b"5\r\nhel"),
             Err(DecodeError::Truncated)
         ));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any bytes: an error, a wait for more, or a head; never a panic.
+        #[test]
+        fn any_bytes_parse_without_panicking(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let mut buf = BytesMut::from(&raw[..]);
+            let _ = head(&mut buf, false);
+            let mut state = Chunked::Size;
+            let mut buf = BytesMut::from(&raw[..]);
+            while let Ok(Some(step)) = state.decode(&mut buf) {
+                if matches!(step, Step::End) {
+                    break;
+                }
+            }
+        }
+
+        /// A body cut into chunks of any sizes decodes to itself.
+        #[test]
+        fn chunked_round_trips(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048), cut in 1usize..300) {
+            let mut raw = Vec::new();
+            for chunk in body.chunks(cut) {
+                raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                raw.extend_from_slice(chunk);
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(b"0\r\n\r\n");
+            let (decoded, _) = decode_all(&raw).unwrap();
+            proptest::prop_assert_eq!(decoded, body);
+        }
     }
 }

@@ -119,14 +119,17 @@ impl Conn {
     }
 }
 
-/// Sends the request in `slot` on `conn` and reads the response head. The
-/// request stays in `slot` until its head is written, so a connection that
-/// turns out closed gives it back untouched.
+/// Sends the request in `slot` on `conn` and reads the response head. A
+/// request without a body stays in `slot` (only borrowed), so a failed
+/// exchange gives it back whole; one with a body is the upload's once its
+/// head is written.
 ///
 /// # Errors
 /// [`ErrorKind::Connect`] (stale when `conn` was reused: see
-/// [`ProxyError::unsent`]) when the head could not be written, with the
-/// request left in `slot`; [`ErrorKind::UpstreamReset`] when the server
+/// [`ProxyError::unsent`]) when the head could not be written, or when a
+/// reused connection closed with no response byte to an idempotent
+/// request without a body (the request is then in `slot` for a new
+/// connection); [`ErrorKind::UpstreamReset`] when the server
 /// closed or reset the connection before a complete head;
 /// [`ErrorKind::UpstreamProtocol`] for a head that is not HTTP/1.x or too
 /// large, and for a request body that failed (the client's fault is
@@ -140,6 +143,13 @@ pub async fn exchange(
     };
     let (head, framing) = encode::head(req);
     let head_request = req.method() == Method::HEAD;
+    // The server closed a pooled connection as the request went out (its
+    // FIN crossed the request): nothing of the request was processed, and
+    // an idempotent one goes on a new connection, as browsers and Go's
+    // transport retry a reused connection that gave no response byte.
+    let replayable = conn.reused
+        && framing == encode::ReqFraming::None
+        && crate::error::is_idempotent(req.method());
     let mut upload = if framing == encode::ReqFraming::None {
         let written = async {
             conn.io.write_all(&head).await?;
@@ -150,7 +160,8 @@ pub async fn exchange(
         if let Err(e) = written {
             return Err(ProxyError::unsent(conn.reused).caused_by(e));
         }
-        slot.take();
+        // A request without a body stays in its slot: when the exchange
+        // fails, it goes back whole (a retry needs no copy of its headers).
         None
     } else {
         // With a body, the head goes out with the body's first bytes; the
@@ -196,10 +207,22 @@ pub async fn exchange(
                     io::ErrorKind::UnexpectedEof,
                     "connection closed before the response head",
                 );
+                if replayable && buf.is_empty() {
+                    return Poll::Ready(Err(ProxyError::unsent(true).caused_by(e)));
+                }
                 return Poll::Ready(Err(ProxyError::with_cause(ErrorKind::UpstreamReset, e)));
             }
             Poll::Ready(Ok(_)) => {}
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(read_error(e))),
+            Poll::Ready(Err(e)) => {
+                let reset = matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                );
+                if reset && replayable && buf.is_empty() {
+                    return Poll::Ready(Err(ProxyError::unsent(true).caused_by(e)));
+                }
+                return Poll::Ready(Err(read_error(e)));
+            }
         }
         // Parsed only when new bytes came (each parse starts over).
         match decode::head(&mut buf, head_request) {
