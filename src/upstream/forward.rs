@@ -83,8 +83,16 @@ async fn attempt(
     slot: &mut Option<http::Request<UpstreamBody>>,
 ) -> Result<http::Response<super::h1::Body>, Failed> {
     let settings = &group.pool;
+    // A request that can go again on a new connection if this one turns
+    // out closed needs no system call to check it first.
+    let thorough = !slot.as_ref().is_some_and(super::h1::replayable);
     loop {
-        let conn = match server.state.pool.local().take(&server.address, settings) {
+        let conn = match server
+            .state
+            .pool
+            .local()
+            .take(&server.address, settings, thorough)
+        {
             Some(c) => c,
             // Boxed: the connect's state (TCP, TLS, PROXY header) would
             // otherwise be moved with every request's future, though most

@@ -69,8 +69,14 @@ impl ConnPool {
     /// Takes the most recently used idle connection to `address` made with
     /// `settings.profile` that the server has not closed and that is not
     /// past its idle timeout; closed, expired and foreign ones are closed on
-    /// the way.
-    pub fn take(&self, address: &Authority, settings: &PoolSettings) -> Option<Conn> {
+    /// the way. `thorough`: check each with a system call (see
+    /// [`Conn::is_usable`]).
+    pub fn take(
+        &self,
+        address: &Authority,
+        settings: &PoolSettings,
+        thorough: bool,
+    ) -> Option<Conn> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let now = clock::now_ms();
         while let Some(mut c) = inner.idle.pop_back() {
@@ -79,7 +85,7 @@ impl ConnPool {
             if c.expires_ms <= now
                 || c.conn.address.as_str() != address.as_str()
                 || c.conn.profile != settings.profile
-                || !c.conn.is_usable()
+                || !c.conn.is_usable(thorough)
             {
                 continue;
             }

@@ -88,13 +88,25 @@ impl Conn {
     }
 
     /// True when an idle connection can take a request: the server has not
-    /// closed it and sent nothing unasked. One non-blocking `recv(MSG_PEEK)`
-    /// (it sees a close even before the event loop has); over TLS, bytes
-    /// waiting are read through the TLS layer, which takes session tickets
-    /// and sees a `close_notify`.
-    pub fn is_usable(&mut self) -> bool {
+    /// closed it and sent nothing unasked.
+    ///
+    /// `thorough`: one non-blocking `recv(MSG_PEEK)`, which sees a close
+    /// even before the event loop has; over TLS, bytes waiting are read
+    /// through the TLS layer, which takes session tickets and sees a
+    /// `close_notify`. Otherwise (a request that can be replayed on a new
+    /// connection, [`replayable`]), a plain connection is asked only
+    /// whether the event loop saw it readable since its last read (no
+    /// system call; nginx's idle upstream connections rely on their read
+    /// events the same way), and peeked only then.
+    pub fn is_usable(&mut self, thorough: bool) -> bool {
         let tcp = match &self.io {
-            UpstreamStream::Plain(t) => t,
+            UpstreamStream::Plain(t) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                if !thorough && t.poll_read_ready(&mut cx).is_pending() {
+                    return true;
+                }
+                t
+            }
             UpstreamStream::Tls(t) => t.get_ref().0,
         };
         let mut byte = [MaybeUninit::<u8>::uninit(); 1];
@@ -117,6 +129,15 @@ impl Conn {
     pub fn into_io(self) -> UpstreamStream {
         self.io
     }
+}
+
+/// True for a request that a reused connection closed unanswered may send
+/// again on a new one: idempotent (RFC 9110 §9.2.2) and without a body.
+pub fn replayable(req: &Request<UpstreamBody>) -> bool {
+    use http_body::Body as _;
+    crate::error::is_idempotent(req.method())
+        && req.body().is_end_stream()
+        && !req.headers().contains_key(http::header::CONTENT_LENGTH)
 }
 
 /// Sends the request in `slot` on `conn` and reads the response head. A
@@ -147,9 +168,7 @@ pub async fn exchange(
     // FIN crossed the request): nothing of the request was processed, and
     // an idempotent one goes on a new connection, as browsers and Go's
     // transport retry a reused connection that gave no response byte.
-    let replayable = conn.reused
-        && framing == encode::ReqFraming::None
-        && crate::error::is_idempotent(req.method());
+    let replayable = conn.reused && framing == encode::ReqFraming::None && replayable(req);
     let mut upload = if framing == encode::ReqFraming::None {
         let written = async {
             conn.io.write_all(&head).await?;
@@ -270,7 +289,7 @@ pub fn finish_upload(
         let sent =
             tokio::time::timeout(FINISH_UPLOAD, poll_fn(|cx| upload.poll(&mut conn.io, cx))).await;
         if let (Ok(Ok(())), Some(state)) = (sent, state.upgrade()) {
-            if conn.is_usable() {
+            if conn.is_usable(true) {
                 super::pool::checkin(conn, &state, max_idle);
             }
         }
