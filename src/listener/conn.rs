@@ -147,7 +147,10 @@ enum Outcome {
 
 impl Serve<'_> {
     /// Serves `io` until it closes.
-    pub async fn run<I, S>(mut self, io: I, protocol: Protocol, svc: S)
+    /// `make_svc` makes the service of each hyper connection the socket
+    /// gets: a parked connection holds none (a plain connection's shared
+    /// `Downstream` state is rebuilt when its next request arrives).
+    pub async fn run<I, S>(mut self, io: I, protocol: Protocol, make_svc: impl Fn() -> S)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: ProxyService,
@@ -158,11 +161,17 @@ impl Serve<'_> {
             // The first request head is due within request_header_timeout
             // of the connection's start, as nginx's client_header_timeout.
             Protocol::Http1 => self.activity.start_head_clock(),
-            Protocol::Http2 => return Box::pin(self.serve_h2(io, svc, &mut idle_since)).await,
-            Protocol::Detect => match self.detect(&mut io, idle_since).await {
+            Protocol::Http2 => {
+                return Box::pin(self.serve_h2(io, make_svc(), &mut idle_since)).await
+            }
+            // Boxed, as the parked wait below: the task's size is that of
+            // its largest state, and a busy connection needs neither.
+            Protocol::Detect => match Box::pin(self.detect(&mut io, idle_since)).await {
                 None => return,
                 // Boxed: an HTTP/1 connection's task stays small.
-                Some(true) => return Box::pin(self.serve_h2(io, svc, &mut idle_since)).await,
+                Some(true) => {
+                    return Box::pin(self.serve_h2(io, make_svc(), &mut idle_since)).await
+                }
                 Some(false) => {}
             },
         }
@@ -180,7 +189,7 @@ impl Serve<'_> {
             });
             let h1 = one_shot.as_deref().unwrap_or(self.h1);
             let mut conn = Box::new(
-                h1.serve_connection(TokioIo::new(io), svc.clone())
+                h1.serve_connection(TokioIo::new(io), make_svc())
                     .with_upgrades(),
             );
             let graceful = |c: Pin<&mut http1::UpgradeableConnection<_, _>>| {
@@ -217,7 +226,9 @@ impl Serve<'_> {
             tracing::trace!(listener = %self.config.name, "idle connection parked");
             let deadline = idle_since + self.config.idle_timeout;
             let parked = ParkedGauge::new(&self.stats.parked);
-            let next = self.next_bytes(&mut io.inner, deadline, false).await;
+            // Boxed: it is the task's largest state, so inline it would
+            // size every connection's task (~400 bytes more).
+            let next = Box::pin(self.next_bytes(&mut io.inner, deadline, false)).await;
             drop(parked);
             let Some((first, _)) = next else {
                 return;
