@@ -95,16 +95,6 @@ impl ConnPool {
         None
     }
 
-    /// The number of idle connections (this worker's).
-    pub fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.idle.len()).unwrap_or(0)
-    }
-
-    /// True when no connection is idle.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Closes the connections past their idle timeout; the time of the next
     /// expiry, or `None` (and the sweeper ends) when none is left.
     fn sweep(&self) -> Option<u64> {
@@ -126,9 +116,6 @@ pub fn checkin(conn: Conn, state: &Arc<ServerState>, max_idle: usize) {
     if max_idle == 0 {
         return;
     }
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
     let shard = crate::shard::current();
     let pool = state.pool.get(shard);
     let expires_ms = clock::now_ms() + conn.idle_timeout.as_millis() as u64;
@@ -138,12 +125,15 @@ pub fn checkin(conn: Conn, state: &Arc<ServerState>, max_idle: usize) {
         // `keepalive` cache closes its least recently used connection.
         inner.idle.pop_front();
     }
-    inner.idle.push_back(Idle { conn, expires_ms });
     if !inner.sweeping {
+        // The runtime is looked up only to start a sweeper, not per check-in.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         inner.sweeping = true;
-        drop(inner);
         runtime.spawn(sweeper(Arc::downgrade(state), shard, expires_ms));
     }
+    inner.idle.push_back(Idle { conn, expires_ms });
 }
 
 /// Closes idle connections of `state`'s pool `shard` as they pass their

@@ -22,6 +22,29 @@ struct Answer {
     close: bool,
 }
 
+/// The server closes the connection without answering.
+fn hang_up() -> Answer {
+    Answer {
+        bytes: Vec::new(),
+        close: true,
+    }
+}
+
+/// True when the client did not get a complete response to `req`: the
+/// connection closed before the head, or the body failed.
+async fn cut_short(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+    req: Request<Full<Bytes>>,
+) -> bool {
+    match client.request(req).await {
+        Ok(resp) => resp.into_body().collect().await.is_err(),
+        Err(_) => true,
+    }
+}
+
 fn answer(bytes: &str) -> Answer {
     Answer {
         bytes: bytes.as_bytes().to_vec(),
@@ -299,11 +322,10 @@ async fn broken_answers_are_502_and_never_reach_the_client_as_a_response() {
     // A chunked body that breaks after the head: the client's response is cut
     // short (the connection is closed before or while the body is sent),
     // never a complete body.
-    let cut = match client.request(get(addr, "/4")).await {
-        Ok(resp) => resp.into_body().collect().await.is_err(),
-        Err(_) => true,
-    };
-    assert!(cut, "a broken chunked body reached the client as complete");
+    assert!(
+        cut_short(&client, get(addr, "/4")).await,
+        "a broken chunked body reached the client as complete"
+    );
     assert!(proxy.shutdown().await);
 }
 
@@ -324,11 +346,10 @@ async fn a_body_cut_short_is_an_error_for_the_client_and_the_next_request_connec
     let addr = proxy.local_addr("http").unwrap();
     let client = client();
     // Cut before or while weir sends the body on: never a complete body.
-    let cut = match client.request(get(addr, "/cut")).await {
-        Ok(resp) => resp.into_body().collect().await.is_err(),
-        Err(_) => true,
-    };
-    assert!(cut, "a truncated body reached the client as complete");
+    assert!(
+        cut_short(&client, get(addr, "/cut")).await,
+        "a truncated body reached the client as complete"
+    );
     assert_eq!(send(&client, get(addr, "/next")).await.text(), "ok");
     assert_eq!(raw.accepts(), 2);
     assert!(proxy.shutdown().await);
@@ -453,11 +474,7 @@ async fn an_answer_before_the_body_is_read_reaches_the_client() {
 
 #[tokio::test]
 async fn a_server_that_closes_without_answering_is_a_502() {
-    let raw = Raw::start(true, |_| Answer {
-        bytes: Vec::new(),
-        close: true,
-    })
-    .await;
+    let raw = Raw::start(true, |_| hang_up()).await;
     let proxy = proxy_for(&raw).await;
     let addr = proxy.local_addr("http").unwrap();
     let r = within(15, "the 502", send(&client(), get(addr, "/gone"))).await;
@@ -473,10 +490,7 @@ async fn a_server_that_closes_without_answering_is_a_502() {
 #[tokio::test]
 async fn a_get_on_a_pooled_connection_closed_unanswered_goes_on_a_new_one() {
     let raw = Raw::start(true, |n| match n {
-        1 | 4 => Answer {
-            bytes: Vec::new(),
-            close: true,
-        },
+        1 | 4 => hang_up(),
         _ => answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     })
     .await;
@@ -505,10 +519,7 @@ async fn a_get_on_a_pooled_connection_closed_unanswered_goes_on_a_new_one() {
 #[tokio::test]
 async fn a_post_on_a_pooled_connection_closed_unanswered_is_not_replayed() {
     let raw = Raw::start(true, |n| match n {
-        1 => Answer {
-            bytes: Vec::new(),
-            close: true,
-        },
+        1 => hang_up(),
         _ => answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     })
     .await;
@@ -533,11 +544,7 @@ async fn a_post_on_a_pooled_connection_closed_unanswered_is_not_replayed() {
 /// attempt; no copy is kept for it).
 #[tokio::test]
 async fn a_retried_get_keeps_its_header_fields() {
-    let dead = Raw::start(true, |_| Answer {
-        bytes: Vec::new(),
-        close: true,
-    })
-    .await;
+    let dead = Raw::start(true, |_| hang_up()).await;
     let live = Raw::start(true, |_| {
         answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     })

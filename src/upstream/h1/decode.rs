@@ -425,14 +425,17 @@ mod tests {
         head(&mut buf, head_request)
     }
 
+    /// A complete head of `raw`.
+    fn parsed(raw: &str, head_request: bool) -> Head {
+        parse(raw, head_request).unwrap().unwrap()
+    }
+
     #[test]
     fn content_length_frames_the_body_and_keeps_the_connection() {
-        let h = parse(
+        let h = parsed(
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n",
             false,
-        )
-        .unwrap()
-        .unwrap();
+        );
         assert_eq!(h.status, 200);
         assert_eq!(h.framing, Framing::Length(5));
         assert!(h.keep_alive);
@@ -458,12 +461,10 @@ mod tests {
 
     #[test]
     fn transfer_encoding_wins_over_content_length_and_closes() {
-        let h = parse(
+        let h = parsed(
             "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
             false,
-        )
-        .unwrap()
-        .unwrap();
+        );
         assert_eq!(h.framing, Framing::Chunked);
         assert!(!h.keep_alive);
         assert!(!h.headers.contains_key(header::CONTENT_LENGTH));
@@ -471,56 +472,42 @@ mod tests {
 
     #[test]
     fn no_body_for_head_204_304_and_read_to_close_without_length() {
-        let h = parse("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true)
-            .unwrap()
-            .unwrap();
+        let h = parsed("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true);
         assert_eq!(h.framing, Framing::Empty);
-        let h = parse("HTTP/1.1 304 Not Modified\r\n\r\n", false)
-            .unwrap()
-            .unwrap();
+        let h = parsed("HTTP/1.1 304 Not Modified\r\n\r\n", false);
         assert_eq!(h.framing, Framing::Empty);
-        let h = parse("HTTP/1.1 200 OK\r\n\r\n", false).unwrap().unwrap();
+        let h = parsed("HTTP/1.1 200 OK\r\n\r\n", false);
         assert_eq!(h.framing, Framing::Eof);
         assert!(!h.keep_alive);
     }
 
     #[test]
     fn connection_close_and_http_1_0_do_not_keep_alive() {
-        let h = parse(
+        let h = parsed(
             "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
             false,
-        )
-        .unwrap()
-        .unwrap();
+        );
         assert!(!h.keep_alive);
-        let h = parse("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false)
-            .unwrap()
-            .unwrap();
+        let h = parsed("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false);
         assert!(!h.keep_alive);
-        let h = parse(
+        let h = parsed(
             "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
             false,
-        )
-        .unwrap()
-        .unwrap();
+        );
         assert!(h.keep_alive);
     }
 
     #[test]
     fn close_in_any_connection_field_wins() {
-        let h = parse(
+        let h = parsed(
             "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
             false,
-        )
-        .unwrap()
-        .unwrap();
+        );
         assert!(!h.keep_alive);
-        let h = parse(
+        let h = parsed(
             "HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n",
             false,
-        )
-        .unwrap()
-        .unwrap();
+        );
         assert!(!h.keep_alive);
     }
 
@@ -533,9 +520,7 @@ mod tests {
                 "{bad:?}"
             );
         }
-        let h = parse("HTTP/1.1 200 OK\r\nContent-Length: 4, 4\r\n\r\n", false)
-            .unwrap()
-            .unwrap();
+        let h = parsed("HTTP/1.1 200 OK\r\nContent-Length: 4, 4\r\n\r\n", false);
         assert_eq!(h.framing, Framing::Length(4));
     }
 

@@ -168,7 +168,7 @@ pub async fn exchange(
     // FIN crossed the request): nothing of the request was processed, and
     // an idempotent one goes on a new connection, as browsers and Go's
     // transport retry a reused connection that gave no response byte.
-    let replayable = conn.reused && framing == encode::ReqFraming::None && replayable(req);
+    let replayable = conn.reused && replayable(req);
     let mut upload = if framing == encode::ReqFraming::None {
         let written = async {
             conn.io.write_all(&head).await?;
@@ -219,29 +219,26 @@ pub async fn exchange(
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_SIZE);
         }
-        match poll_read_buf(Pin::new(&mut conn.io), cx, &mut buf) {
+        let failed = match poll_read_buf(Pin::new(&mut conn.io), cx, &mut buf) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(Ok(0)) => {
-                let e = io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed before the response head",
-                );
-                if replayable && buf.is_empty() {
-                    return Poll::Ready(Err(ProxyError::unsent(true).caused_by(e)));
-                }
-                return Poll::Ready(Err(ProxyError::with_cause(ErrorKind::UpstreamReset, e)));
+            Poll::Ready(Ok(0)) => Some(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the response head",
+            )),
+            Poll::Ready(Ok(_)) => None,
+            Poll::Ready(Err(e)) => Some(e),
+        };
+        if let Some(e) = failed {
+            let closed = matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+            );
+            if closed && replayable && buf.is_empty() {
+                return Poll::Ready(Err(ProxyError::unsent(true).caused_by(e)));
             }
-            Poll::Ready(Ok(_)) => {}
-            Poll::Ready(Err(e)) => {
-                let reset = matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-                );
-                if reset && replayable && buf.is_empty() {
-                    return Poll::Ready(Err(ProxyError::unsent(true).caused_by(e)));
-                }
-                return Poll::Ready(Err(read_error(e)));
-            }
+            return Poll::Ready(Err(read_error(e)));
         }
         // Parsed only when new bytes came (each parse starts over).
         match decode::head(&mut buf, head_request) {
