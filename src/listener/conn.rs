@@ -4,13 +4,14 @@
 //!
 //! Parking: an HTTP/1 keep-alive connection that has been quiet for a whole
 //! watchdog tick (at most 100 ms) gives its hyper state back (the connection
-//! object with its 8 KiB read and write buffers) and waits for the next
-//! request holding only the socket; the next request builds a fresh hyper
-//! connection over the same socket. nginx (`ngx_http_set_keepalive`) and
-//! HAProxy free the buffers of idle keep-alive connections the same way. A
-//! busy connection is never quiet for a tick and never parks, so the request
-//! path pays nothing; an idle one goes from about 25 KiB to about 5 KiB (the
-//! task, the socket's registration and the connection's small shared state).
+//! object with its 8 KiB read and write buffers). A plain connection then
+//! leaves its task too: [`Serve::run`] returns its socket, which waits in
+//! the listener's parker (parker.rs) holding nothing else, and the next
+//! request gets a fresh task and hyper connection. A TLS connection waits in
+//! its task, holding its session and socket only. nginx
+//! (`ngx_http_set_keepalive`) and HAProxy free the buffers of idle
+//! keep-alive connections the same way. A busy connection is never quiet
+//! for a tick and never parks, so the request path pays nothing.
 
 use std::future::Future;
 use std::io;
@@ -73,6 +74,10 @@ pub(super) struct Serve<'a> {
     pub h2: &'a http2::Builder<TokioExecutor>,
     pub activity: Arc<ConnActivity>,
     pub shutdown: watch::Receiver<bool>,
+    /// Hand an idle HTTP/1 connection's socket back to the caller (which
+    /// parks it in the worker's parker, parker.rs) instead of waiting for
+    /// its next request in the task: plain connections.
+    pub hand_off: bool,
 }
 
 /// The service a downstream connection is served with: weir's request
@@ -146,11 +151,18 @@ enum Outcome {
 }
 
 impl Serve<'_> {
-    /// Serves `io` until it closes.
+    /// Serves `io` until it closes, or until it goes idle between two
+    /// requests with `hand_off`: then it returns the socket and the
+    /// connection's idle deadline, to be parked.
     /// `make_svc` makes the service of each hyper connection the socket
     /// gets: a parked connection holds none (a plain connection's shared
     /// `Downstream` state is rebuilt when its next request arrives).
-    pub async fn run<I, S>(mut self, io: I, protocol: Protocol, make_svc: impl Fn() -> S)
+    pub async fn run<I, S>(
+        mut self,
+        io: I,
+        protocol: Protocol,
+        make_svc: impl Fn() -> S,
+    ) -> Option<(I, Instant)>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: ProxyService,
@@ -162,15 +174,17 @@ impl Serve<'_> {
             // of the connection's start, as nginx's client_header_timeout.
             Protocol::Http1 => self.activity.start_head_clock(),
             Protocol::Http2 => {
-                return Box::pin(self.serve_h2(io, make_svc(), &mut idle_since)).await
+                Box::pin(self.serve_h2(io, make_svc(), &mut idle_since)).await;
+                return None;
             }
             // Boxed, as the parked wait below: the task's size is that of
             // its largest state, and a busy connection needs neither.
             Protocol::Detect => match Box::pin(self.detect(&mut io, idle_since)).await {
-                None => return,
+                None => return None,
                 // Boxed: an HTTP/1 connection's task stays small.
                 Some(true) => {
-                    return Box::pin(self.serve_h2(io, make_svc(), &mut idle_since)).await
+                    Box::pin(self.serve_h2(io, make_svc(), &mut idle_since)).await;
+                    return None;
                 }
                 Some(false) => {}
             },
@@ -202,18 +216,15 @@ impl Serve<'_> {
             let outcome =
                 Box::pin(self.watch(Pin::new(&mut *conn), graceful, true, &mut idle_since)).await;
             if let Outcome::Closed = outcome {
-                return;
+                return None;
             }
             self.activity.set_parking(false);
             // None: the connection was upgraded (it lives on in the tunnel).
-            let Some(http1::Parts {
+            let http1::Parts {
                 io: parked,
                 read_buf,
                 ..
-            }) = conn.into_parts()
-            else {
-                return;
-            };
+            } = conn.into_parts()?;
             io = parked.into_inner();
             if !read_buf.is_empty() {
                 // Bytes of the next request that hyper had already read.
@@ -225,14 +236,15 @@ impl Serve<'_> {
             // Parked: only the socket is held until the next request.
             tracing::trace!(listener = %self.config.name, "idle connection parked");
             let deadline = idle_since + self.config.idle_timeout;
+            if self.hand_off {
+                return Some((io.inner, deadline));
+            }
             let parked = ParkedGauge::new(&self.stats.parked);
             // Boxed: it is the task's largest state, so inline it would
             // size every connection's task (~400 bytes more).
             let next = Box::pin(self.next_bytes(&mut io.inner, deadline, false)).await;
             drop(parked);
-            let Some((first, _)) = next else {
-                return;
-            };
+            let (first, _) = next?;
             io.prefix = first;
             idle_since = Instant::now();
         }

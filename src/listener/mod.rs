@@ -6,6 +6,7 @@
 pub mod cert_watch;
 mod conn;
 mod h2_frames;
+mod parker;
 pub mod proxy_protocol;
 
 pub use crate::proxy::activity::{ConnActivity, RequestGuard};
@@ -27,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
 use crate::metrics::ListenerStats;
+use crate::proxy::activity::ActivityIo;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::service::{self, Downstream};
 use crate::proxy::SharedSnapshot;
@@ -260,6 +262,15 @@ impl Listener {
         // More sockets than workers (inherited from a process that ran
         // more): every socket gets an accept loop, round robin.
         let handles: Vec<_> = workers.handles().collect();
+        // Idle plain connections wait in the listener's parker (parker.rs);
+        // without one (no fd or thread for it), in their tasks.
+        let parker = match parker::Parker::start(&self.config.name, Arc::clone(&self.stats)) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(listener = %self.config.name, error = %e, "cannot start the parker; idle connections wait in their tasks");
+                None
+            }
+        };
         for (i, socket) in sockets.enumerate() {
             let handle = handles[i % handles.len()];
             tracker.spawn_on(
@@ -268,6 +279,7 @@ impl Listener {
                     Arc::clone(snapshot),
                     shutdown.clone(),
                     tracker.clone(),
+                    parker.clone(),
                 ),
                 handle,
             );
@@ -277,12 +289,13 @@ impl Listener {
     /// Accepts connections on `socket` until `shutdown` turns true, serving
     /// each on its own task (on the current worker) tracked by `tracker`;
     /// connections drain on shutdown.
-    pub async fn run(
+    async fn run(
         self: Arc<Self>,
         socket: std::net::TcpListener,
         snapshot: Arc<SharedSnapshot>,
         mut shutdown: watch::Receiver<bool>,
         tracker: TaskTracker,
+        parker: Option<Arc<parker::Parker>>,
     ) {
         let this = self;
         let tcp = match TcpListener::from_std(socket) {
@@ -292,7 +305,24 @@ impl Listener {
                 return;
             }
         };
-        let conn_shutdown = shutdown.clone();
+        // This worker's inbox at the listener's parker: its parked
+        // connections come back to it.
+        let (parker, inbox) = match parker {
+            Some(p) => {
+                let (home, inbox) = p.inbox();
+                (Some((p, home)), Some(inbox))
+            }
+            None => (None, None),
+        };
+        let ctx = ConnCtx {
+            snapshot,
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+            parker,
+        };
+        if let Some(inbox) = inbox {
+            tracker.spawn(Arc::clone(&this).serve_unparked(inbox, ctx.clone()));
+        }
         let conn_limit = Arc::clone(&this.stats.conn_limit);
         loop {
             // max_connections: at the cap, no accept (connections wait in
@@ -314,13 +344,11 @@ impl Listener {
                             // PROXY protocol: the header's client is the one
                             // max_connections_per_ip counts (proxy_protocol.rs).
                             let this = Arc::clone(&this);
-                            let (snapshot, shutdown) = (Arc::clone(&snapshot), conn_shutdown.clone());
-                            let conns = tracker.clone();
+                            let ctx = ctx.clone();
                             tracker.spawn(async move {
                                 let Some((stream, peer, local)) = this.read_proxy_header(stream, peer, deadline).await else { return };
                                 let Some(permit) = slot.admit(peer.ip()) else { return };
-                                this.serve_connection(stream, peer, Some(local), snapshot, shutdown, conns).await;
-                                drop(permit);
+                                this.serve_and_park(stream, peer, Some(local), permit, false, ctx).await;
                             });
                             continue;
                         }
@@ -330,13 +358,7 @@ impl Listener {
                             continue;
                         };
                         let this = Arc::clone(&this);
-                        let snapshot = Arc::clone(&snapshot);
-                        let shutdown = conn_shutdown.clone();
-                        let conns = tracker.clone();
-                        tracker.spawn(async move {
-                            this.serve_connection(stream, peer, None, snapshot, shutdown, conns).await;
-                            drop(permit);
-                        });
+                        tracker.spawn(this.serve_and_park(stream, peer, None, permit, false, ctx.clone()));
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off briefly.
@@ -346,6 +368,9 @@ impl Listener {
                 },
                 _ = stopped(&mut shutdown) => break,
             }
+        }
+        if let Some((parker, _)) = &ctx.parker {
+            parker.close_all();
         }
         // A stopped listener's sockets close with its accept loops.
         this.passable
@@ -377,27 +402,109 @@ impl Listener {
         }
     }
 
-    /// Serves one accepted connection until it closes. The setup runs
+    /// Serves again each parked connection the parker hands back to this
+    /// worker (its client sent its next request, or closed), until
+    /// shutdown.
+    async fn serve_unparked(
+        self: Arc<Self>,
+        mut inbox: tokio::sync::mpsc::UnboundedReceiver<parker::Parked>,
+        ctx: ConnCtx,
+    ) {
+        let mut shutdown = ctx.shutdown.clone();
+        loop {
+            let p = tokio::select! {
+                p = inbox.recv() => match p {
+                    Some(p) => p,
+                    None => break,
+                },
+                _ = stopped(&mut shutdown) => break,
+            };
+            // Registered with this worker's event loop again.
+            let Ok(stream) = TcpStream::from_std(p.stream) else {
+                continue;
+            };
+            ctx.tracker.spawn(Arc::clone(&self).serve_and_park(
+                stream,
+                p.peer,
+                Some(p.local),
+                p.permit,
+                true,
+                ctx.clone(),
+            ));
+        }
+    }
+
+    /// Serves a connection (`resumed`: one the parker handed back, whose
+    /// next request is arriving) until it closes or goes idle; an idle plain
+    /// connection is parked, holding `permit`.
+    async fn serve_and_park(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+        permit: crate::limits::ConnPermit,
+        resumed: bool,
+        ctx: ConnCtx,
+    ) {
+        let local = local
+            .or_else(|| stream.local_addr().ok())
+            .unwrap_or(self.local);
+        let parker = ctx.parker.clone();
+        let idle = self
+            .serve_connection(stream, peer, local, resumed, ctx)
+            .await;
+        let (Some((io, deadline)), Some((parker, home))) = (idle, parker) else {
+            return;
+        };
+        // Out of the worker's event loop: the parker's set watches it.
+        let Ok(stream) = io.inner.into_std() else {
+            return;
+        };
+        // On the parker's clock (std's): the time left, so that a paused
+        // tokio clock in tests does not skew it.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        parker.park(parker::Parked {
+            stream,
+            peer,
+            local,
+            permit,
+            deadline: std::time::Instant::now() + left,
+            home,
+        });
+    }
+
+    /// Serves one connection until it closes or, with a parker, until it
+    /// goes idle: then its socket and idle deadline are returned, to be
+    /// parked. `resumed`: a parked connection whose next request is
+    /// arriving (HTTP/1, counted as accepted already). The setup runs
     /// before the returned future, which holds only what serving needs (an
     /// `async fn` would keep each argument in the connection's task as well).
     fn serve_connection(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        local: Option<SocketAddr>,
-        snapshot: Arc<SharedSnapshot>,
-        shutdown: watch::Receiver<bool>,
-        tracker: TaskTracker,
-    ) -> impl std::future::Future<Output = ()> + Send + '_ {
-        let _ = stream.set_nodelay(true);
-        let local = local
-            .or_else(|| stream.local_addr().ok())
-            .unwrap_or(self.local);
-        self.stats.accepted.inc();
+        local: SocketAddr,
+        resumed: bool,
+        ctx: ConnCtx,
+    ) -> impl std::future::Future<Output = Option<(ActivityIo, tokio::time::Instant)>> + Send + '_
+    {
+        let ConnCtx {
+            snapshot,
+            shutdown,
+            tracker,
+            parker,
+        } = ctx;
+        let protocol = if resumed {
+            conn::Protocol::Http1
+        } else {
+            let _ = stream.set_nodelay(true);
+            self.stats.accepted.inc();
+            conn::Protocol::Detect
+        };
         self.stats.open.add(1);
         let open = OpenGuard(&self.stats);
         let activity = Arc::new(ConnActivity::new());
-        let io = crate::proxy::activity::ActivityIo {
+        let io = ActivityIo {
             inner: stream,
             activity: Arc::clone(&activity),
         };
@@ -409,6 +516,7 @@ impl Listener {
             h2: &self.h2,
             activity: Arc::clone(&activity),
             shutdown,
+            hand_off: tls.is_none() && parker.is_some(),
         };
         let downstream = {
             let (listener, stats, limits) = (
@@ -445,7 +553,7 @@ impl Listener {
                         service::handle(snapshot.local(), Arc::clone(&downstream), req)
                     })
                 };
-                Either::Left(serve.run(io, conn::Protocol::Detect, make_svc))
+                Either::Left(serve.run(io, protocol, make_svc))
             }
             Some(config) => {
                 // TLS: one `Downstream` for the connection (it carries the
@@ -468,14 +576,16 @@ impl Listener {
 
     /// The TLS handshake (bounded by the request-head timeout), then HTTP/2
     /// or HTTP/1 as ALPN chose.
+    /// Always `None`: a TLS connection waits for its next request in its
+    /// task (its session has to survive).
     async fn serve_tls<S: conn::ProxyService>(
         &self,
-        io: crate::proxy::activity::ActivityIo,
+        io: ActivityIo,
         config: Arc<rustls::ServerConfig>,
         serve: conn::Serve<'_>,
         svc: S,
         conn_info: Arc<Downstream>,
-    ) {
+    ) -> Option<(ActivityIo, tokio::time::Instant)> {
         let peer = conn_info.peer;
         let handshake = tokio::time::timeout(
             self.config.request_header_timeout,
@@ -496,12 +606,13 @@ impl Listener {
                 }
                 let protocol = match tls.get_ref().1.alpn_protocol() {
                     // TLS-ALPN-01 validation: the handshake was the answer.
-                    Some(crate::acme::challenge::ACME_TLS_ALPN) => return,
+                    Some(crate::acme::challenge::ACME_TLS_ALPN) => return None,
                     Some(b"h2") => conn::Protocol::Http2,
                     Some(_) => conn::Protocol::Http1,
                     None => conn::Protocol::Detect,
                 };
-                serve.run(tls, protocol, move || svc.clone()).await
+                // hand_off is false: the stream never comes back.
+                serve.run(tls, protocol, move || svc.clone()).await;
             }
             Ok(Err(e)) => {
                 tracing::debug!(listener = %self.config.name, client = %peer, error = %e, "TLS handshake failed");
@@ -510,6 +621,7 @@ impl Listener {
                 tracing::debug!(listener = %self.config.name, client = %peer, "TLS handshake timed out");
             }
         }
+        None
     }
 }
 
@@ -526,6 +638,17 @@ pub(super) fn build_tls(
         (Some(keys), None) => tls::server_config_with(keys, auth),
     };
     config.map(Some).map_err(io::Error::other)
+}
+
+/// What every connection of one accept loop shares.
+#[derive(Clone)]
+struct ConnCtx {
+    snapshot: Arc<SharedSnapshot>,
+    shutdown: watch::Receiver<bool>,
+    tracker: TaskTracker,
+    /// Where idle plain connections wait, with this worker's inbox there
+    /// (`None`: in their tasks).
+    parker: Option<(Arc<parker::Parker>, usize)>,
 }
 
 /// Decrements the open-connections gauge when the connection task ends.
@@ -578,9 +701,9 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 
 #[cfg(test)]
 mod task_size {
-    fn size7<F, A, B, C, D, E, G, H, R>(_: &F) -> usize
+    fn size6<F, A, B, C, D, E, G, R>(_: &F) -> usize
     where
-        F: Fn(A, B, C, D, E, G, H) -> R,
+        F: Fn(A, B, C, D, E, G) -> R,
     {
         std::mem::size_of::<R>()
     }
@@ -590,7 +713,7 @@ mod task_size {
     /// idle memory).
     #[test]
     fn a_connection_task_stays_small() {
-        let size = size7(&super::Listener::serve_connection);
+        let size = size6(&super::Listener::serve_connection);
         assert!(size <= 700, "serve_connection's future is {size} bytes");
     }
 }

@@ -1,7 +1,9 @@
 //! Parking of idle HTTP/1 keep-alive connections: a connection quiet for a
 //! watchdog tick gives back its hyper state and buffers and keeps only its
 //! socket; the next request on the same socket is served as if nothing
-//! happened. Raw TCP clients, so every byte and the socket's identity are ours.
+//! happened. A plain connection waits in the listener's parker, holding its
+//! socket, its client address and its `max_connections` slot only. Raw TCP
+//! clients, so every byte and the socket's identity are ours.
 
 use crate::support;
 
@@ -217,5 +219,90 @@ async fn a_request_starting_like_the_h2_preface_is_served_as_http1() {
         .unwrap();
     assert_eq!(read_response(&mut s).await, (200, "a".into()));
     assert_eq!(up.last_seen().unwrap().method, "PUT");
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn a_parked_connection_keeps_its_place_under_max_connections() {
+    let up = spawn_upstream("a").await;
+    let yaml = ConfigYaml::new()
+        .listener_name(Some("web"))
+        .listener_extra("    request_header_timeout: 400ms\n    max_connections: 1\n")
+        .group("g", "", &servers_yaml(&[(&up, 1)]))
+        .build();
+    let proxy = start_proxy(&yaml).await;
+    let addr = proxy.local_addr("web").unwrap();
+    let mut first = connect(addr).await;
+    assert_eq!(get_on(&mut first, "/").await.0, 200);
+    until_parked(&proxy, 1).await;
+    // Parked, it still holds the only slot: the second waits unaccepted.
+    let mut second = connect(addr).await;
+    second
+        .write_all(b"GET /second HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let waited = tokio::time::timeout(Duration::from_millis(700), second.read(&mut buf)).await;
+    assert!(waited.is_err(), "served past max_connections: {waited:?}");
+    // The parked one is served again on its socket, and still holds it.
+    assert_eq!(get_on(&mut first, "/again").await, (200, "a".into()));
+    // Closing it frees the slot: the second is accepted and served.
+    drop(first);
+    assert_eq!(read_response(&mut second).await, (200, "a".into()));
+    assert_eq!(up.last_seen().unwrap().uri.path(), "/second");
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn a_parked_proxy_protocol_connection_keeps_its_client_address() {
+    let up = spawn_upstream("a").await;
+    let yaml = ConfigYaml::new()
+        .listener_name(Some("web"))
+        .listener_extra("    request_header_timeout: 400ms\n    proxy_protocol: true\n")
+        .group("g", "", &servers_yaml(&[(&up, 1)]))
+        .build();
+    let proxy = start_proxy(&yaml).await;
+    let mut s = connect(proxy.local_addr("web").unwrap()).await;
+    s.write_all(b"PROXY TCP4 203.0.113.9 198.51.100.1 5555 443\r\n")
+        .await
+        .unwrap();
+    assert_eq!(get_on(&mut s, "/one").await.0, 200);
+    until_parked(&proxy, 1).await;
+    assert_eq!(get_on(&mut s, "/two").await.0, 200);
+    let seen = up.last_seen().unwrap();
+    assert_eq!(seen.uri.path(), "/two");
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9");
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn connections_parked_by_two_workers_are_all_served_again() {
+    let up = spawn_upstream("a").await;
+    let yaml = format!("workers: 2\n{}", yaml(&up, "30s"));
+    let proxy = start_proxy(&yaml).await;
+    let addr = proxy.local_addr("web").unwrap();
+    let mut conns = Vec::new();
+    for i in 0..40 {
+        let mut s = connect(addr).await;
+        assert_eq!(get_on(&mut s, &format!("/first/{i}")).await.0, 200);
+        conns.push((s.local_addr().unwrap(), s));
+    }
+    until_parked(&proxy, 40).await;
+    for (i, (local, s)) in conns.iter_mut().enumerate() {
+        assert_eq!(get_on(s, &format!("/second/{i}")).await, (200, "a".into()));
+        assert_eq!(s.local_addr().unwrap(), *local, "same socket");
+    }
+    assert_eq!(up.hits(), 80);
+    // Parked again, then closed by their clients: nothing is left open.
+    until_parked(&proxy, 40).await;
+    drop(conns);
+    until_parked(&proxy, 0).await;
+    let open: i64 = proxy
+        .registry()
+        .all_listener_stats()
+        .iter()
+        .map(|(_, s)| s.open.get())
+        .sum();
+    assert_eq!(open, 0);
     assert!(proxy.shutdown().await);
 }
