@@ -449,9 +449,10 @@ impl Listener {
         let local = local
             .or_else(|| stream.local_addr().ok())
             .unwrap_or(self.local);
-        let parker = ctx.parker.clone();
+        let mut ctx = ctx;
+        let parker = ctx.parker.take();
         let idle = self
-            .serve_connection(stream, peer, local, resumed, ctx)
+            .serve_connection(stream, peer, local, resumed, parker.is_some(), ctx)
             .await;
         let (Some((io, deadline)), Some((parker, home))) = (idle, parker) else {
             return;
@@ -473,9 +474,9 @@ impl Listener {
         });
     }
 
-    /// Serves one connection until it closes or, with a parker, until it
-    /// goes idle: then its socket and idle deadline are returned, to be
-    /// parked. `resumed`: a parked connection whose next request is
+    /// Serves one connection until it closes or, with `park` (there is a
+    /// parker) on a plain connection, until it goes idle: then its socket
+    /// and idle deadline are returned, to be parked. `resumed`: a parked connection whose next request is
     /// arriving (HTTP/1, counted as accepted already). The setup runs
     /// before the returned future, which holds only what serving needs (an
     /// `async fn` would keep each argument in the connection's task as well).
@@ -485,6 +486,7 @@ impl Listener {
         peer: SocketAddr,
         local: SocketAddr,
         resumed: bool,
+        park: bool,
         ctx: ConnCtx,
     ) -> impl std::future::Future<Output = Option<(ActivityIo, tokio::time::Instant)>> + Send + '_
     {
@@ -492,7 +494,7 @@ impl Listener {
             snapshot,
             shutdown,
             tracker,
-            parker,
+            ..
         } = ctx;
         let protocol = if resumed {
             conn::Protocol::Http1
@@ -516,7 +518,7 @@ impl Listener {
             h2: &self.h2,
             activity: Arc::clone(&activity),
             shutdown,
-            hand_off: tls.is_none() && parker.is_some(),
+            hand_off: park && tls.is_none(),
         };
         let downstream = {
             let (listener, stats, limits) = (
@@ -701,9 +703,9 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 
 #[cfg(test)]
 mod task_size {
-    fn size6<F, A, B, C, D, E, G, R>(_: &F) -> usize
+    fn size7<F, A, B, C, D, E, G, H, R>(_: &F) -> usize
     where
-        F: Fn(A, B, C, D, E, G) -> R,
+        F: Fn(A, B, C, D, E, G, H) -> R,
     {
         std::mem::size_of::<R>()
     }
@@ -713,7 +715,7 @@ mod task_size {
     /// idle memory).
     #[test]
     fn a_connection_task_stays_small() {
-        let size = size6(&super::Listener::serve_connection);
+        let size = size7(&super::Listener::serve_connection);
         assert!(size <= 700, "serve_connection's future is {size} bytes");
     }
 }

@@ -35,6 +35,15 @@ fn parked(proxy: &weir::Running) -> i64 {
         .sum()
 }
 
+fn open(proxy: &weir::Running) -> i64 {
+    proxy
+        .registry()
+        .all_listener_stats()
+        .iter()
+        .map(|(_, s)| s.open.get())
+        .sum()
+}
+
 /// Waits (at most 5 s) until `n` connections are parked.
 async fn until_parked(proxy: &weir::Running, n: i64) {
     let start = Instant::now();
@@ -195,13 +204,7 @@ async fn a_client_closing_a_parked_connection_frees_it() {
     until_parked(&proxy, 1).await;
     drop(s);
     until_parked(&proxy, 0).await;
-    let open: i64 = proxy
-        .registry()
-        .all_listener_stats()
-        .iter()
-        .map(|(_, s)| s.open.get())
-        .sum();
-    assert_eq!(open, 0);
+    assert_eq!(open(&proxy), 0);
     assert!(proxy.shutdown().await);
 }
 
@@ -297,12 +300,6 @@ async fn connections_parked_by_two_workers_are_all_served_again() {
     until_parked(&proxy, 40).await;
     drop(conns);
     until_parked(&proxy, 0).await;
-    let open: i64 = proxy
-        .registry()
-        .all_listener_stats()
-        .iter()
-        .map(|(_, s)| s.open.get())
-        .sum();
-    assert_eq!(open, 0);
+    assert_eq!(open(&proxy), 0);
     assert!(proxy.shutdown().await);
 }

@@ -22,6 +22,12 @@ struct Answer {
     close: bool,
 }
 
+/// The hyper client of these tests (support's `client()`).
+type TestClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
 /// The server closes the connection without answering.
 fn hang_up() -> Answer {
     Answer {
@@ -32,13 +38,7 @@ fn hang_up() -> Answer {
 
 /// True when the client did not get a complete response to `req`: the
 /// connection closed before the head, or the body failed.
-async fn cut_short(
-    client: &hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        Full<Bytes>,
-    >,
-    req: Request<Full<Bytes>>,
-) -> bool {
+async fn cut_short(client: &TestClient, req: Request<Full<Bytes>>) -> bool {
     match client.request(req).await {
         Ok(resp) => resp.into_body().collect().await.is_err(),
         Err(_) => true,
@@ -167,6 +167,13 @@ async fn proxy_for(raw: &Raw) -> weir::Running {
     start_proxy(&yaml).await
 }
 
+/// [`proxy_for`] with its listener's address and a hyper client.
+async fn proxied(raw: &Raw) -> (weir::Running, SocketAddr, TestClient) {
+    let proxy = proxy_for(raw).await;
+    let addr = proxy.local_addr("http").unwrap();
+    (proxy, addr, client())
+}
+
 fn get(addr: SocketAddr, path: &str) -> Request<Full<Bytes>> {
     Request::get(format!("http://{addr}{path}"))
         .body(Full::new(Bytes::new()))
@@ -179,9 +186,7 @@ async fn a_chunked_response_with_trailers_streams_through_and_the_connection_is_
         answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\nX-Checksum: 1\r\n\r\n")
     })
     .await;
-    let proxy = proxy_for(&raw).await;
-    let addr = proxy.local_addr("http").unwrap();
-    let client = client();
+    let (proxy, addr, client) = proxied(&raw).await;
     for _ in 0..3 {
         let r = send(&client, get(addr, "/c")).await;
         assert_eq!(r.status, 200);
@@ -201,9 +206,7 @@ async fn transfer_encoding_wins_over_content_length_and_the_connection_is_not_re
         answer("HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
     })
     .await;
-    let proxy = proxy_for(&raw).await;
-    let addr = proxy.local_addr("http").unwrap();
-    let client = client();
+    let (proxy, addr, client) = proxied(&raw).await;
     for _ in 0..2 {
         let r = send(&client, get(addr, "/both")).await;
         assert_eq!(r.status, 200);
@@ -225,9 +228,7 @@ async fn a_response_without_a_length_is_read_to_the_close() {
         close: true,
     })
     .await;
-    let proxy = proxy_for(&raw).await;
-    let addr = proxy.local_addr("http").unwrap();
-    let client = client();
+    let (proxy, addr, client) = proxied(&raw).await;
     for _ in 0..2 {
         let r = send(&client, get(addr, "/eof")).await;
         assert_eq!(r.status, 200);
@@ -247,9 +248,7 @@ async fn connection_close_and_http_1_0_answers_are_not_reused() {
         }
     })
     .await;
-    let proxy = proxy_for(&raw).await;
-    let addr = proxy.local_addr("http").unwrap();
-    let client = client();
+    let (proxy, addr, client) = proxied(&raw).await;
     assert_eq!(send(&client, get(addr, "/1")).await.text(), "a");
     assert_eq!(send(&client, get(addr, "/2")).await.text(), "b");
     assert_eq!(send(&client, get(addr, "/3")).await.text(), "a");
@@ -265,9 +264,7 @@ async fn head_204_and_304_have_no_body_whatever_their_fields_say() {
         _ => answer("HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"),
     })
     .await;
-    let proxy = proxy_for(&raw).await;
-    let addr = proxy.local_addr("http").unwrap();
-    let client = client();
+    let (proxy, addr, client) = proxied(&raw).await;
     let head = Request::head(format!("http://{addr}/h"))
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -312,9 +309,7 @@ async fn broken_answers_are_502_and_never_reach_the_client_as_a_response() {
         _ => answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
     })
     .await;
-    let proxy = proxy_for(&raw).await;
-    let addr = proxy.local_addr("http").unwrap();
-    let client = client();
+    let (proxy, addr, client) = proxied(&raw).await;
     for i in 0..4 {
         let r = send(&client, get(addr, &format!("/{i}"))).await;
         assert_eq!(r.status, 502, "answer {i}");
@@ -342,9 +337,7 @@ async fn a_body_cut_short_is_an_error_for_the_client_and_the_next_request_connec
         }
     })
     .await;
-    let proxy = proxy_for(&raw).await;
-    let addr = proxy.local_addr("http").unwrap();
-    let client = client();
+    let (proxy, addr, client) = proxied(&raw).await;
     // Cut before or while weir sends the body on: never a complete body.
     assert!(
         cut_short(&client, get(addr, "/cut")).await,
@@ -361,9 +354,7 @@ async fn extra_bytes_after_a_response_close_the_connection() {
         answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
     })
     .await;
-    let proxy = proxy_for(&raw).await;
-    let addr = proxy.local_addr("http").unwrap();
-    let client = client();
+    let (proxy, addr, client) = proxied(&raw).await;
     for _ in 0..2 {
         assert_eq!(send(&client, get(addr, "/x")).await.text(), "ok");
     }
@@ -397,9 +388,7 @@ async fn request_bodies_keep_their_length_or_are_chunked() {
         answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     })
     .await;
-    let proxy = proxy_for(&raw).await;
-    let addr = proxy.local_addr("http").unwrap();
-    let client = client();
+    let (proxy, addr, client) = proxied(&raw).await;
     let post = Request::post(format!("http://{addr}/len"))
         .body(Full::new(Bytes::from_static(b"hello")))
         .unwrap();
@@ -494,9 +483,7 @@ async fn a_get_on_a_pooled_connection_closed_unanswered_goes_on_a_new_one() {
         _ => answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     })
     .await;
-    let proxy = proxy_for(&raw).await;
-    let addr = proxy.local_addr("http").unwrap();
-    let client = client();
+    let (proxy, addr, client) = proxied(&raw).await;
     assert_eq!(send(&client, get(addr, "/0")).await.status, 200);
     // Request 1 reaches the pooled connection, which closes unanswered;
     // request 2 is the same GET on a new connection.
@@ -523,9 +510,7 @@ async fn a_post_on_a_pooled_connection_closed_unanswered_is_not_replayed() {
         _ => answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     })
     .await;
-    let proxy = proxy_for(&raw).await;
-    let addr = proxy.local_addr("http").unwrap();
-    let client = client();
+    let (proxy, addr, client) = proxied(&raw).await;
     assert_eq!(send(&client, get(addr, "/0")).await.status, 200);
     let post = Request::post(format!("http://{addr}/1"))
         .body(Full::new(Bytes::new()))
