@@ -37,9 +37,13 @@ fn hop_by_hop() -> [&'static HeaderName; 7] {
 }
 
 /// Which field of the fixed hop-by-hop list `name` is, as a bit in
-/// [`hop_by_hop`]'s order; 0 for any other field. Standard names compare as
-/// enum tags; only the two non-standard ones compare bytes.
+/// [`hop_by_hop`]'s order; 0 for any other field. Most names are told apart
+/// by their length alone (2, 7, 10, 16 or 17 bytes); the others compare as
+/// enum tags, only the two non-standard ones as bytes.
 fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    if !matches!(name.as_str().len(), 2 | 7 | 10 | 16 | 17) {
+        return 0;
+    }
     hop_by_hop()
         .iter()
         .position(|h| *h == name)
@@ -180,6 +184,9 @@ pub fn rewrite_request(
     version: Version,
     host: Option<&HeaderValue>,
 ) {
+    // Room for the five fields added below in one growth of the map, not
+    // several (a request parsed with few fields has a small map).
+    headers.reserve(6);
     remove_hop_by_hop(headers);
     join_cookies(headers);
     // weir answers `Expect: 100-continue` itself when it starts reading the body.

@@ -23,6 +23,9 @@ const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Largest trailer section, in bytes.
 const MAX_TRAILERS: usize = 16 * 1024;
 
+/// `Keep-Alive` (RFC 9112 Appendix C.2.2; hop-by-hop), kept out of the map.
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
 /// Why a response could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -65,7 +68,9 @@ pub struct Head {
     pub status: StatusCode,
     /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
-    /// The fields, as received (the framing fields included).
+    /// The fields, as received (the framing fields included), less a
+    /// `Connection` that lists only `keep-alive` or `close` and a
+    /// `Keep-Alive` (hop-by-hop; a 101 keeps them).
     pub headers: HeaderMap,
     /// How the body is delimited.
     pub framing: Framing,
@@ -159,15 +164,118 @@ fn parse_one(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Dec
         Version::HTTP_11
     };
     let bytes = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for the fields weir adds on the way down (`Via`, a sticky
+    // cookie, rate-limit fields) without growing the map.
+    let mut headers = HeaderMap::with_capacity(count + 4);
+    let mut fields = Fields::default();
+    let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
     for s in &spans[..count] {
         let name =
             HeaderName::from_bytes(&bytes[s.name()]).map_err(|_| httparse::Error::HeaderName)?;
+        let raw = &bytes[s.value()];
+        if !fields.note(&name, raw) && !upgrade {
+            // A `Connection` that lists only `keep-alive` and `close`, or a
+            // `Keep-Alive`: hop-by-hop fields weir would remove on the way
+            // down anyway (RFC 9110 §7.6.1), never put in the map. A 101
+            // keeps its fields for the tunnel's answer.
+            continue;
+        }
         let value = HeaderValue::from_maybe_shared(bytes.slice(s.value()))
             .map_err(|_| httparse::Error::HeaderValue)?;
         headers.append(name, value);
     }
-    Ok(Some(finish(status, version, headers, head_request)?))
+    Ok(Some(finish(
+        status,
+        version,
+        headers,
+        fields,
+        head_request,
+    )?))
+}
+
+/// What the framing and connection fields of a head said, gathered while
+/// its fields are read (so that the framing needs no lookups in the map).
+#[derive(Debug, Default)]
+struct Fields {
+    /// A `Connection` field lists `keep-alive`.
+    keep_alive: bool,
+    /// A `Connection` field lists `close`.
+    close: bool,
+    /// A `Transfer-Encoding` field is present.
+    transfer_encoding: bool,
+    /// The last coding of the last `Transfer-Encoding` field is `chunked`.
+    chunked_last: bool,
+    /// A `Content-Length` field is present.
+    content_length: bool,
+    /// The `Content-Length`, when all its values agree.
+    length: Option<u64>,
+    /// A `Content-Length` value is not a number, or two disagree.
+    bad_length: bool,
+}
+
+impl Fields {
+    /// Takes note of one field; false when it is a `Connection` listing
+    /// only connection options, or a `Keep-Alive` (kept out of the map).
+    /// Standard names compare as enum tags, so other fields cost a few
+    /// comparisons.
+    fn note(&mut self, name: &HeaderName, value: &[u8]) -> bool {
+        if name == header::CONNECTION {
+            // Values that are not visible ASCII name no options (as
+            // `HeaderValue::to_str` would refuse them) and stay.
+            if !value
+                .iter()
+                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+            {
+                return true;
+            }
+            let mut named = false;
+            for token in value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"keep-alive") {
+                    self.keep_alive = true;
+                } else if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if !token.is_empty() {
+                    named = true;
+                }
+            }
+            return named;
+        }
+        if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            let visible = value
+                .iter()
+                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
+            self.chunked_last = visible
+                && value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == header::CONTENT_LENGTH {
+            self.content_length = true;
+            self.note_length(value);
+        } else if name.as_str().len() == 10 && name == KEEP_ALIVE {
+            return false;
+        }
+        true
+    }
+
+    /// One decimal number, or a list of the same number (RFC 9110 §8.6).
+    fn note_length(&mut self, value: &[u8]) {
+        for part in value.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                self.bad_length = true;
+                return;
+            }
+            let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+            if self.length.is_some_and(|f| f != n) {
+                self.bad_length = true;
+                return;
+            }
+            self.length = Some(n);
+        }
+    }
 }
 
 /// The framing and keep-alive of a parsed head (RFC 9112 §6.3, §9.3).
@@ -175,30 +283,11 @@ fn finish(
     status: StatusCode,
     version: Version,
     mut headers: HeaderMap,
+    fields: Fields,
     head_request: bool,
 ) -> Result<Head, DecodeError> {
-    let mut keep_alive = version != Version::HTTP_10;
-    let connection = {
-        let mut values = headers.get_all(header::CONNECTION).iter();
-        (
-            values.next().map(HeaderValue::as_bytes),
-            values.next().is_some(),
-        )
-    };
-    match connection {
-        (None, _) => {}
-        // The common answers (one field, one token), without splitting.
-        (Some(v), false) if v.eq_ignore_ascii_case(b"keep-alive") => keep_alive = true,
-        (Some(v), false) if v.eq_ignore_ascii_case(b"close") => keep_alive = false,
-        _ => {
-            if version == Version::HTTP_10 {
-                keep_alive = has_token(&headers, header::CONNECTION, "keep-alive");
-            }
-            if has_token(&headers, header::CONNECTION, "close") {
-                keep_alive = false;
-            }
-        }
-    }
+    // HTTP/1.0 keeps the connection only when asked to; `close` anywhere wins.
+    let mut keep_alive = (version != Version::HTTP_10 || fields.keep_alive) && !fields.close;
     let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
         Framing::Upgrade
     } else if head_request
@@ -207,19 +296,22 @@ fn finish(
         || status == StatusCode::NOT_MODIFIED
     {
         Framing::Empty
-    } else if headers.contains_key(header::TRANSFER_ENCODING) {
-        if headers.remove(header::CONTENT_LENGTH).is_some() {
+    } else if fields.transfer_encoding {
+        if fields.content_length {
             // Both: Transfer-Encoding wins, and the connection is not
             // reused (RFC 9112 §6.3, rule 3: it may be a smuggling attempt).
+            headers.remove(header::CONTENT_LENGTH);
             keep_alive = false;
         }
-        if chunked_last(&headers) {
+        if fields.chunked_last {
             Framing::Chunked
         } else {
             keep_alive = false;
             Framing::Eof
         }
-    } else if let Some(n) = content_length(&headers)? {
+    } else if fields.bad_length {
+        return Err(DecodeError::ContentLength);
+    } else if let Some(n) = fields.length {
         Framing::Length(n)
     } else {
         keep_alive = false;
@@ -232,47 +324,6 @@ fn finish(
         framing,
         keep_alive,
     })
-}
-
-/// True when the last transfer coding is `chunked`.
-fn chunked_last(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"))
-}
-
-/// The `Content-Length`: one decimal number, or a list of the same number
-/// (RFC 9110 §8.6); anything else is an error.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, DecodeError> {
-    let mut found = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(DecodeError::ContentLength);
-            }
-            let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-            if found.is_some_and(|f| f != n) {
-                return Err(DecodeError::ContentLength);
-            }
-            found = Some(n);
-        }
-    }
-    Ok(found)
-}
-
-/// True when a field `name` lists `token` (case-insensitive).
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// Where a chunked body's decoder stands (RFC 9112 §7.1).
@@ -508,6 +559,62 @@ mod tests {
             "HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n",
             false,
         );
+        assert!(!h.keep_alive);
+    }
+
+    #[test]
+    fn connection_options_and_keep_alive_stay_out_of_the_map() {
+        let h = parsed(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\nX-A: b\r\n\r\n",
+            false,
+        );
+        assert!(h.keep_alive);
+        assert!(!h.headers.contains_key(header::CONNECTION));
+        assert!(!h.headers.contains_key("keep-alive"));
+        assert_eq!(h.headers.len(), 2);
+        // A field named in Connection stays for the hop-by-hop cleanup.
+        let h = parsed(
+            "HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        assert!(!h.keep_alive);
+        assert_eq!(h.headers[header::CONNECTION], "close, X-Hop");
+        // A 101 keeps its fields for the tunnel.
+        let h = parsed(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            false,
+        );
+        assert_eq!(h.framing, Framing::Upgrade);
+        assert_eq!(h.headers[header::CONNECTION], "upgrade");
+        let h = parsed(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: keep-alive\r\nUpgrade: websocket\r\n\r\n",
+            false,
+        );
+        assert!(h.headers.contains_key(header::CONNECTION));
+    }
+
+    #[test]
+    fn a_bad_length_is_no_error_when_transfer_encoding_or_no_body_frames_it() {
+        let h = parsed(
+            "HTTP/1.1 200 OK\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = parsed(
+            "HTTP/1.1 204 No Content\r\nContent-Length: x\r\n\r\n",
+            false,
+        );
+        assert_eq!(h.framing, Framing::Empty);
+        let h = parsed(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = parsed(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            false,
+        );
+        assert_eq!(h.framing, Framing::Eof);
         assert!(!h.keep_alive);
     }
 
